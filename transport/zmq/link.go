@@ -1,0 +1,574 @@
+package zmq
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+
+	"github.com/zeroci/zeroci/transport"
+	"github.com/zeroci/zeroci/transport/internal/subq"
+)
+
+// link is this node's connection to a broker it does not host: one DEALER
+// socket dialled to exactly one ROUTER, reconnecting forever.
+type link struct {
+	n    *Node
+	ep   string
+	sock zmq4.Socket
+	out  *sender
+	open *opener
+	done chan struct{} // closed by close
+
+	mu       sync.Mutex
+	closed   bool
+	up       bool // heard from the broker within the heartbeat timeout
+	welcomed bool // the broker has welcomed us at least once
+	lastRecv time.Time
+
+	reqSeq uint64
+	calls  map[uint64]*call
+
+	subs    map[uint32]*linkSub
+	workers map[uint32]*linkWorker
+
+	pubSeq   uint64
+	unacked  []pubRec       // sent, not yet acknowledged, in order
+	window   chan struct{}  // one token per unacknowledged publish
+	drained  *sync.Cond     // signalled when unacked empties
+}
+
+type call struct {
+	id         uint64
+	svc        string
+	body       []byte // the kReq body, kept for a resend
+	idempotent bool
+	attempts   int
+	sentSeq    atomic.Uint64 // packet that carried it; 0 while queued
+	ch         chan reply
+}
+
+type pubRec struct {
+	seq  uint64
+	body []byte
+}
+
+func newLink(n *Node, ep string) (*link, error) {
+	sock := zmq4.NewDealer(n.ctx,
+		zmq4.WithDialerRetry(100*time.Millisecond),
+		zmq4.WithDialerMaxRetries(-1),
+		zmq4.WithAutomaticReconnect(true),
+		zmq4.WithTimeout(writeTimeout),
+		zmq4.WithLogger(zmqLogger(n)),
+	)
+	guard := newReplayGuard()
+	l := &link{
+		n: n, ep: ep, sock: sock,
+		out:     newSender(sock, false, newSealer(n.cfg.Key, newSessionID())),
+		open:    newOpener(n.cfg.Key, guard),
+		done:    make(chan struct{}),
+		calls:   make(map[uint64]*call),
+		subs:    make(map[uint32]*linkSub),
+		workers: make(map[uint32]*linkWorker),
+		window:  make(chan struct{}, n.cfg.PublishWindow),
+	}
+	l.drained = sync.NewCond(&l.mu)
+	l.out.push("", record{kind: kPing})
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		// Dial returns once connected (it retries forever) or closed.
+		if err := sock.Dial(internalEndpoint(ep)); err != nil && n.ctx.Err() == nil {
+			n.log.Warn().Err(err).Str("endpoint", ep).Msg("zmq: dial")
+		}
+	}()
+	go func() { defer n.wg.Done(); l.out.run(n.ctx) }()
+	go func() { defer n.wg.Done(); l.read(guard) }()
+	l.out.kick()
+	return l, nil
+}
+
+func (l *link) read(guard *replayGuard) {
+	for {
+		msg, err := l.sock.Recv()
+		if err != nil {
+			if l.n.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if len(msg.Frames) != 1 {
+			l.n.stats.malformed.Add(1)
+			continue
+		}
+		pk, err := l.open.open(msg.Frames[0])
+		if err != nil {
+			l.n.countDrop(err)
+			continue
+		}
+		l.handle(pk)
+	}
+}
+
+func (l *link) handle(pk packet) {
+	type rec struct {
+		kind byte
+		body []byte
+	}
+	var recs []rec
+	for rest := pk.records; len(rest) > 0; {
+		kind, body, r, err := nextRecord(rest)
+		if err != nil {
+			l.n.stats.malformed.Add(1)
+			return
+		}
+		recs = append(recs, rec{kind, body})
+		rest = r
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.lastRecv = time.Now()
+	l.up = true
+	for _, r := range recs {
+		if !l.applyLocked(r.kind, r.body) {
+			l.n.stats.malformed.Add(1)
+		}
+	}
+	l.mu.Unlock()
+	l.out.flush()
+}
+
+func (l *link) applyLocked(kind byte, body []byte) bool {
+	r := newRd(body)
+	switch kind {
+	case kPong:
+	case kWelcome:
+		first := r.u64()
+		if !r.ok {
+			return false
+		}
+		l.resyncLocked(first)
+	case kSubAck:
+		id := r.u32()
+		if !r.ok {
+			return false
+		}
+		if s := l.subs[id]; s != nil {
+			s.ackOnce.Do(func() { close(s.acked) })
+		}
+	case kPubAck:
+		seq := r.u64()
+		if !r.ok {
+			return false
+		}
+		k := 0
+		for k < len(l.unacked) && l.unacked[k].seq <= seq {
+			k++
+		}
+		for i := 0; i < k; i++ {
+			<-l.window
+		}
+		l.unacked = append(l.unacked[:0:0], l.unacked[k:]...)
+		if len(l.unacked) == 0 {
+			l.drained.Broadcast()
+		}
+	case kMsg:
+		id, tl := r.u32(), r.u16()
+		topic := string(r.bytes(int(tl)))
+		if !r.ok {
+			return false
+		}
+		if s := l.subs[id]; s != nil {
+			if s.q.Push(transport.Message{Topic: topic, Data: r.rest()}) {
+				l.n.stats.delivered.Add(1)
+			} else {
+				l.n.stats.dropped.Add(1)
+			}
+		}
+	case kGap:
+		id, n := r.u32(), r.u64()
+		if !r.ok {
+			return false
+		}
+		if s := l.subs[id]; s != nil {
+			s.q.PushGap(n)
+		}
+	case kRep:
+		id, st := r.u64(), r.u8()
+		if !r.ok {
+			return false
+		}
+		if c := l.calls[id]; c != nil {
+			delete(l.calls, id)
+			c.ch <- reply{status: st, data: r.rest()}
+		}
+	case kReadyAck:
+		id := r.u32()
+		if !r.ok {
+			return false
+		}
+		if w := l.workers[id]; w != nil {
+			w.ackOnce.Do(func() { close(w.acked) })
+		}
+	case kJob:
+		jid, wid, dl := r.u64(), r.u32(), int64(r.u64())
+		if !r.ok {
+			return false
+		}
+		w := l.workers[wid]
+		if w == nil {
+			l.out.push("", record{kind: kDone, body: doneBody(jid, stLost, nil)})
+			return true
+		}
+		l.n.wg.Add(1)
+		go w.run(jid, dl, r.rest())
+	default:
+		return false
+	}
+	return true
+}
+
+// resyncLocked runs when the broker has no state for us: on the first
+// contact, after it restarted, or after it expired us. first is the first
+// packet of ours it saw; requests carried by earlier packets were either
+// never received (first contact) or received by a broker that is gone.
+func (l *link) resyncLocked(first uint64) {
+	again := l.welcomed
+	l.welcomed = true
+	for id, c := range l.calls {
+		s := c.sentSeq.Load()
+		if s == 0 || s >= first {
+			continue // queued, or received by this broker
+		}
+		if !again || (c.idempotent && c.attempts < 2) {
+			c.attempts++
+			c.sentSeq.Store(0)
+			l.out.push("", record{kind: kReq, body: c.body, call: c})
+			continue
+		}
+		delete(l.calls, id)
+		c.ch <- reply{status: stLost}
+	}
+	for _, s := range l.subs {
+		if again {
+			s.q.PushGap(0)
+		}
+		s.consumed.Store(0)
+		l.out.push("", record{kind: kSub, body: subBody(s.id, s.credit(), s.prefix)})
+	}
+	for _, w := range l.workers {
+		l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, w.svc)})
+	}
+	for _, p := range l.unacked {
+		l.out.push("", record{kind: kPub, body: p.body})
+	}
+}
+
+// tick sends a heartbeat and notices a silent broker.
+func (l *link) tick(now time.Time) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	if l.up && now.Sub(l.lastRecv) > l.n.cfg.HeartbeatTimeout {
+		l.up = false
+		l.n.log.Warn().Str("endpoint", l.ep).Msg("zmq: broker silent, in-flight requests lost")
+		for id, c := range l.calls {
+			if c.sentSeq.Load() != 0 && !c.idempotent {
+				delete(l.calls, id)
+				c.ch <- reply{status: stLost}
+			}
+		}
+	}
+	l.mu.Unlock()
+	l.out.push("", record{kind: kPing})
+	l.out.kick()
+}
+
+func (l *link) publish(ctx context.Context, topic string, data []byte) error {
+	select {
+	case l.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.done:
+		return transport.ErrClosed
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.window
+		return transport.ErrClosed
+	}
+	l.pubSeq++
+	body := topicDataBody(u64Body(l.pubSeq), topic, data)
+	l.unacked = append(l.unacked, pubRec{seq: l.pubSeq, body: body})
+	l.out.push("", record{kind: kPub, body: body})
+	l.mu.Unlock()
+	l.out.kick()
+	return nil
+}
+
+func (l *link) request(ctx context.Context, svc string, data []byte, idempotent bool) ([]byte, error) {
+	var dl int64
+	if d, ok := ctx.Deadline(); ok {
+		dl = d.UnixNano()
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, transport.ErrClosed
+	}
+	l.reqSeq++
+	body := binary.BigEndian.AppendUint64(make([]byte, 0, 18+len(svc)+len(data)), l.reqSeq)
+	body = binary.BigEndian.AppendUint64(body, uint64(dl))
+	var flags byte
+	if idempotent {
+		flags |= flagIdempotent
+	}
+	body = append(body, flags, byte(len(svc)))
+	body = append(body, svc...)
+	body = append(body, data...)
+	c := &call{id: l.reqSeq, svc: svc, body: body, idempotent: idempotent, attempts: 1, ch: make(chan reply, 1)}
+	l.calls[c.id] = c
+	l.out.push("", record{kind: kReq, body: body, call: c})
+	l.mu.Unlock()
+	l.out.flush()
+
+	select {
+	case r := <-c.ch:
+		return replyResult(svc, r.status, r.data)
+	case <-ctx.Done():
+		l.mu.Lock()
+		delete(l.calls, c.id)
+		l.mu.Unlock()
+		return nil, transport.CtxError(ctx, svc)
+	case <-l.done:
+		return nil, transport.ErrClosed
+	}
+}
+
+// linkSub is a subscription held at a remote broker. The broker sends it no
+// more messages than its queue has room for (credit) and reports the rest as
+// a gap; consumed messages are returned as credit in batches.
+type linkSub struct {
+	l        *link
+	id       uint32
+	prefix   string
+	q        *subq.Queue
+	bound    int
+	consumed atomic.Uint32
+	acked    chan struct{}
+	ackOnce  sync.Once
+	once     sync.Once
+}
+
+// credit is the room left in the queue.
+func (s *linkSub) credit() uint32 { return uint32(max(0, s.bound-s.q.Len())) }
+
+func subBody(id, credit uint32, prefix string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, id)
+	b = binary.BigEndian.AppendUint32(b, credit)
+	return append(b, prefix...)
+}
+
+func (l *link) subscribe(ctx context.Context, prefix string, bound int) (transport.Subscription, error) {
+	s := &linkSub{l: l, id: l.n.subSeq.Add(1), prefix: prefix, q: subq.New(bound), bound: bound, acked: make(chan struct{})}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, transport.ErrClosed
+	}
+	l.subs[s.id] = s
+	l.out.push("", record{kind: kSub, body: subBody(s.id, uint32(bound), prefix)})
+	l.mu.Unlock()
+	l.out.flush()
+	select {
+	case <-s.acked:
+		return s, nil
+	case <-ctx.Done():
+		s.Close()
+		return nil, fmt.Errorf("zmq: subscribe %q at %s: %w", prefix, l.ep, ctx.Err())
+	case <-l.done:
+		return nil, transport.ErrClosed
+	}
+}
+
+func (s *linkSub) Next(ctx context.Context) (transport.Message, error) {
+	m, err := s.q.Next(ctx)
+	if err != nil {
+		return m, err
+	}
+	threshold := uint32(max(1, s.bound/4))
+	if c := s.consumed.Add(1); c >= threshold && s.consumed.CompareAndSwap(c, 0) {
+		body := binary.BigEndian.AppendUint32(nil, s.id)
+		body = binary.BigEndian.AppendUint32(body, c)
+		s.l.out.push("", record{kind: kCredit, body: body})
+		s.l.out.kick()
+	}
+	return m, nil
+}
+
+func (s *linkSub) Close() error {
+	s.once.Do(func() {
+		l := s.l
+		l.mu.Lock()
+		if l.subs[s.id] == s {
+			delete(l.subs, s.id)
+			if !l.closed {
+				l.out.push("", record{kind: kUnsub, body: u32Body(s.id)})
+			}
+		}
+		l.mu.Unlock()
+		l.out.kick()
+		s.q.Close()
+	})
+	return nil
+}
+
+// linkWorker is a replica registered at a remote broker.
+type linkWorker struct {
+	l           *link
+	id          uint32
+	svc         string
+	h           transport.Handler
+	concurrency uint32
+	ctx         context.Context
+	cancel      context.CancelFunc
+	acked       chan struct{}
+	ackOnce     sync.Once
+	once        sync.Once
+}
+
+func readyBody(id, concurrency uint32, svc string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, id)
+	b = binary.BigEndian.AppendUint32(b, concurrency)
+	return append(b, svc...)
+}
+
+func doneBody(jid uint64, st byte, data []byte) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(data)), jid)
+	b = append(b, st)
+	return append(b, data...)
+}
+
+// serve registers a replica. It waits for the broker's acknowledgement up
+// to the heartbeat timeout; a broker that is not up yet gets the
+// registration when it comes up.
+func (l *link) serve(svc string, h transport.Handler, concurrency int) transport.Service {
+	ctx, cancel := context.WithCancel(l.n.ctx)
+	w := &linkWorker{l: l, id: l.n.workerSeq.Add(1), svc: svc, h: h, concurrency: uint32(concurrency),
+		ctx: ctx, cancel: cancel, acked: make(chan struct{})}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		cancel()
+		return w
+	}
+	l.workers[w.id] = w
+	l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, svc)})
+	l.mu.Unlock()
+	l.out.flush()
+	t := time.NewTimer(l.n.cfg.HeartbeatTimeout)
+	defer t.Stop()
+	select {
+	case <-w.acked:
+	case <-t.C:
+		l.n.log.Warn().Str("service", svc).Str("endpoint", l.ep).Msg("zmq: broker not reachable yet; the replica registers when it is")
+	case <-l.done:
+	}
+	return w
+}
+
+func (w *linkWorker) run(jid uint64, dl int64, data []byte) {
+	defer w.l.n.wg.Done()
+	ctx := w.ctx
+	if dl != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, dl))
+		defer cancel()
+	}
+	st, out := callHandler(ctx, w.h, data)
+	w.l.n.stats.served.Add(1)
+	if w.ctx.Err() != nil {
+		return // unregistered: the broker has settled this job already
+	}
+	w.l.out.push("", record{kind: kDone, body: doneBody(jid, st, out)})
+	w.l.out.flush()
+}
+
+func (w *linkWorker) Close() error {
+	w.once.Do(func() {
+		l := w.l
+		l.mu.Lock()
+		if l.workers[w.id] == w {
+			delete(l.workers, w.id)
+			if !l.closed {
+				l.out.push("", record{kind: kUnready, body: u32Body(w.id)})
+			}
+		}
+		l.mu.Unlock()
+		w.cancel()
+		l.out.flush()
+	})
+	return nil
+}
+
+// close flushes publishes already accepted (until deadline), says goodbye
+// and ends every call, subscription and replica of the link.
+func (l *link) close(deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		l.mu.Lock()
+		l.drained.Broadcast()
+		l.mu.Unlock()
+	})
+	l.mu.Lock()
+	for len(l.unacked) > 0 && ctx.Err() == nil {
+		l.out.kick()
+		l.drained.Wait()
+	}
+	stop()
+	if len(l.unacked) > 0 {
+		l.n.log.Warn().Int("publishes", len(l.unacked)).Str("endpoint", l.ep).Msg("zmq: closing with unacknowledged publishes")
+	}
+	l.closed = true
+	close(l.done)
+	subs, workers := l.subs, l.workers
+	l.subs, l.workers, l.calls = nil, nil, nil
+	l.out.push("", record{kind: kBye})
+	l.mu.Unlock()
+
+	for _, s := range subs {
+		s.q.Close()
+	}
+	for _, w := range workers {
+		w.cancel()
+	}
+	l.out.waitIdle(ctx)
+	l.sock.Close()
+}
+
+// zmqLogger routes zmq4's own log lines to the node's logger at debug level.
+func zmqLogger(n *Node) *log.Logger {
+	return log.New(logWriter{n}, "", 0)
+}
+
+type logWriter struct{ n *Node }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.n.log.Debug().Str("component", "zmq4").Msg(string(p))
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}
