@@ -38,10 +38,10 @@ type link struct {
 	subs    map[uint32]*linkSub
 	workers map[uint32]*linkWorker
 
-	pubSeq   uint64
-	unacked  []pubRec       // sent, not yet acknowledged, in order
-	window   chan struct{}  // one token per unacknowledged publish
-	drained  *sync.Cond     // signalled when unacked empties
+	pubSeq  uint64
+	unacked []pubRec      // sent, not yet acknowledged, in order
+	window  chan struct{} // one token per unacknowledged publish
+	drained *sync.Cond    // signalled when unacked empties
 }
 
 type call struct {

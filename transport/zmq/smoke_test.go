@@ -78,4 +78,3 @@ func TestSmoke(t *testing.T) {
 		})
 	}
 }
-
