@@ -16,6 +16,10 @@ import (
 	"github.com/zeroci/zeroci/transport/internal/subq"
 )
 
+// dealerSendTimeout bounds how long a Send waits for the first connection;
+// what it drops is resent when the broker welcomes the link.
+const dealerSendTimeout = 2 * time.Second
+
 // link is this node's connection to a broker it does not host: one DEALER
 // socket dialled to exactly one ROUTER, reconnecting forever.
 type link struct {
@@ -28,7 +32,7 @@ type link struct {
 
 	mu       sync.Mutex
 	closed   bool
-	up       bool // heard from the broker within the heartbeat timeout
+	up       atomic.Bool // heard from the broker within the heartbeat timeout
 	welcomed bool // the broker has welcomed us at least once
 	lastRecv time.Time
 
@@ -64,7 +68,7 @@ func newLink(n *Node, ep string) (*link, error) {
 		zmq4.WithDialerRetry(100*time.Millisecond),
 		zmq4.WithDialerMaxRetries(-1),
 		zmq4.WithAutomaticReconnect(true),
-		zmq4.WithTimeout(writeTimeout),
+		zmq4.WithTimeout(dealerSendTimeout),
 		zmq4.WithLogger(zmqLogger(n)),
 	)
 	guard := newReplayGuard()
@@ -137,14 +141,14 @@ func (l *link) handle(pk packet) {
 		return
 	}
 	l.lastRecv = time.Now()
-	l.up = true
+	l.up.Store(true)
 	for _, r := range recs {
 		if !l.applyLocked(r.kind, r.body) {
 			l.n.stats.malformed.Add(1)
 		}
 	}
 	l.mu.Unlock()
-	l.out.flush()
+	l.flush()
 }
 
 func (l *link) applyLocked(kind byte, body []byte) bool {
@@ -280,8 +284,8 @@ func (l *link) tick(now time.Time) {
 		l.mu.Unlock()
 		return
 	}
-	if l.up && now.Sub(l.lastRecv) > l.n.cfg.HeartbeatTimeout {
-		l.up = false
+	if l.up.Load() && now.Sub(l.lastRecv) > l.n.cfg.HeartbeatTimeout {
+		l.up.Store(false)
 		l.n.log.Warn().Str("endpoint", l.ep).Msg("zmq: broker silent, in-flight requests lost")
 		for id, c := range l.calls {
 			if c.sentSeq.Load() != 0 && !c.idempotent {
@@ -342,7 +346,7 @@ func (l *link) request(ctx context.Context, svc string, data []byte, idempotent 
 	l.calls[c.id] = c
 	l.out.push("", record{kind: kReq, body: body, call: c})
 	l.mu.Unlock()
-	l.out.flush()
+	l.flush()
 
 	select {
 	case r := <-c.ch:
@@ -391,7 +395,7 @@ func (l *link) subscribe(ctx context.Context, prefix string, bound int) (transpo
 	l.subs[s.id] = s
 	l.out.push("", record{kind: kSub, body: subBody(s.id, uint32(bound), prefix)})
 	l.mu.Unlock()
-	l.out.flush()
+	l.flush()
 	select {
 	case <-s.acked:
 		return s, nil
@@ -477,7 +481,7 @@ func (l *link) serve(svc string, h transport.Handler, concurrency int) transport
 	l.workers[w.id] = w
 	l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, svc)})
 	l.mu.Unlock()
-	l.out.flush()
+	l.flush()
 	t := time.NewTimer(l.n.cfg.HeartbeatTimeout)
 	defer t.Stop()
 	select {
@@ -503,7 +507,7 @@ func (w *linkWorker) run(jid uint64, dl int64, data []byte) {
 		return // unregistered: the broker has settled this job already
 	}
 	w.l.out.push("", record{kind: kDone, body: doneBody(jid, st, out)})
-	w.l.out.flush()
+	w.l.flush()
 }
 
 func (w *linkWorker) Close() error {
@@ -518,7 +522,7 @@ func (w *linkWorker) Close() error {
 		}
 		l.mu.Unlock()
 		w.cancel()
-		l.out.flush()
+		l.flush()
 	})
 	return nil
 }
@@ -572,3 +576,14 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = logWriter{}
+
+// flush sends queued records now when the broker is known to be up. zmq4
+// blocks a Send until the socket's first connection exists, so while the
+// broker has not answered, only the writer goroutine sends.
+func (l *link) flush() {
+	if l.up.Load() {
+		l.out.flush()
+		return
+	}
+	l.out.kick()
+}

@@ -27,7 +27,7 @@ const (
 	guardTCP = "zcitcp"
 	guardIPC = "zciipc"
 
-	handshakeTimeout = 5 * time.Second
+	handshakeTimeout = 2 * time.Second
 	writeTimeout     = 10 * time.Second
 	maxIPCPath       = 107 // sun_path is 108 bytes including the NUL
 )

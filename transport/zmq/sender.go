@@ -98,8 +98,8 @@ func (s *sender) run(ctx context.Context) {
 	}
 }
 
-// waitIdle blocks until the queue is empty and nobody is sending, or until
-// ctx ends.
+// waitIdle blocks until the writer goroutine has sent everything queued, or
+// until ctx ends. It never sends itself: a Send may block.
 func (s *sender) waitIdle(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
@@ -109,12 +109,7 @@ func (s *sender) waitIdle(ctx context.Context) {
 	defer stop()
 	s.mu.Lock()
 	for (s.writing || len(s.q) > 0) && ctx.Err() == nil {
-		if !s.writing {
-			s.writing = true
-			s.drainLocked()
-			s.mu.Lock()
-			continue
-		}
+		s.kick()
 		s.idle.Wait()
 	}
 	s.mu.Unlock()
