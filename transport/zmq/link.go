@@ -33,7 +33,7 @@ type link struct {
 	mu       sync.Mutex
 	closed   bool
 	up       atomic.Bool // heard from the broker within the heartbeat timeout
-	welcomed bool // the broker has welcomed us at least once
+	welcomed bool        // the broker has welcomed us at least once
 	lastRecv time.Time
 
 	reqSeq uint64
