@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Limits shared by every implementation, so a module sees the same errors
@@ -298,9 +299,17 @@ func ValidateName(name string, allowEmpty bool) error {
 }
 
 // CtxError maps a finished request context to the transport's error.
+// A context whose deadline has passed counts as expired even before its
+// timer has fired.
 func CtxError(ctx context.Context, service string) error {
 	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &DeadlineError{Service: service}
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return &DeadlineError{Service: service}
+	}
+	return nil
 }

@@ -308,7 +308,8 @@ func (b *broker) fanoutLocked(topic string, data []byte) {
 			continue
 		}
 		if s.credit == 0 {
-			s.gap++
+			s.gap++ // its queue is full: the drop is reported to it as a gap
+			b.n.stats.dropped.Add(1)
 			continue
 		}
 		b.sendGapLocked(s)
@@ -628,6 +629,12 @@ func (b *broker) requestLocal(ctx context.Context, svc string, data []byte, idem
 	b.out.flush()
 	select {
 	case r := <-j.reply:
+		if pastDeadline(ctx) {
+			return nil, transport.CtxError(ctx, svc) // the reply came too late
+		}
+		if r.status == stLost && b.isClosed() {
+			return nil, transport.ErrClosed
+		}
 		return replyResult(svc, r.status, r.data)
 	case <-ctx.Done():
 		b.mu.Lock()
@@ -715,4 +722,20 @@ func (b *broker) close() {
 	b.out.waitIdle(ctx)
 	cancel()
 	b.sock.Close()
+}
+
+func (b *broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// pastDeadline reports whether ctx has ended or its deadline has passed
+// (a timer may fire a little after its deadline).
+func pastDeadline(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }

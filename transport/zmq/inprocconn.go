@@ -43,6 +43,10 @@ type inprocListener struct {
 	conns  chan net.Conn
 	done   chan struct{}
 	closed sync.Once
+
+	mu       sync.Mutex
+	isClosed bool
+	accepted []*streamConn // closed with the listener, like guardListener's
 }
 
 func (inprocTransport) Listen(ctx context.Context, addr string) (net.Listener, error) {
@@ -80,6 +84,13 @@ func (inprocTransport) Addr(ep string) (string, error) { return ep, nil }
 func (l *inprocListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.isClosed {
+			c.Close() // select picked the conn over done: refuse it
+			return nil, net.ErrClosed
+		}
+		l.accepted = append(l.accepted, c.(*streamConn))
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed
@@ -94,6 +105,13 @@ func (l *inprocListener) Close() error {
 		}
 		inprocListeners.Unlock()
 		close(l.done)
+		l.mu.Lock()
+		l.isClosed = true
+		for _, c := range l.accepted {
+			c.Close()
+		}
+		l.accepted = nil
+		l.mu.Unlock()
 	})
 	return nil
 }

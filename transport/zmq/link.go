@@ -350,6 +350,9 @@ func (l *link) request(ctx context.Context, svc string, data []byte, idempotent 
 
 	select {
 	case r := <-c.ch:
+		if pastDeadline(ctx) {
+			return nil, transport.CtxError(ctx, svc) // the reply came too late
+		}
 		return replyResult(svc, r.status, r.data)
 	case <-ctx.Done():
 		l.mu.Lock()
