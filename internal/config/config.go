@@ -1,0 +1,217 @@
+// Package config is the server's configuration (SPEC.md §3): defaults, a
+// strictly decoded YAML file, ZEROCI_<SECTION>_<KEY> environment overrides,
+// command-line overrides, and Validate.
+//
+// Precedence, lowest first: Default, the file (Load), the environment
+// (ApplyEnv), flags (Set with the flag as origin). Every problem names the
+// key and where its value came from ("zeroci.yaml:7", "$ZEROCI_HTTP_ADDR",
+// "--modules"), so a user knows what to fix.
+//
+// A Config is a plain value: not safe for concurrent mutation, safe for
+// concurrent reads once built.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ErrInvalid is wrapped by every error about what the user wrote (a bad
+// file, key, value or combination). Callers exit with status 2 on it.
+var ErrInvalid = errors.New("config: invalid")
+
+// Config is the whole configuration of one zeroci process.
+type Config struct {
+	// Modules this process runs: module names, or "all" (the default).
+	Modules []string `yaml:"modules"`
+	// Cluster wires the processes of a split deployment together.
+	Cluster Cluster `yaml:"cluster"`
+	// DataDir holds the process's files (database, blobs, keys).
+	DataDir   string    `yaml:"data_dir"`
+	Datastore Datastore `yaml:"datastore"`
+	Blob      Blob      `yaml:"blob"`
+	HTTP      HTTP      `yaml:"http"`
+	Jobs      Jobs      `yaml:"jobs"`
+
+	// origins maps a dotted key ("http.addr") to where its value came from.
+	origins map[string]string
+}
+
+// Cluster is the cross-process wiring.
+type Cluster struct {
+	// SecretFile holds the shared cluster key as hex (at least 64 hex
+	// digits, 32 bytes). Required when any tcp endpoint this process binds
+	// or reaches is not on loopback; see ClusterKey.
+	SecretFile string    `yaml:"secret_file"`
+	Endpoints  Endpoints `yaml:"endpoints"`
+}
+
+// Endpoints is where each module's sockets are bound (by the process that
+// runs it) and reached (by the others): tcp://HOST:PORT, ipc:///PATH or
+// inproc://NAME. The field names are the module names.
+type Endpoints struct {
+	Eventhub    string `yaml:"eventhub"`
+	Datastore   string `yaml:"datastore"`
+	Blob        string `yaml:"blob"`
+	Logging     string `yaml:"logging"`
+	Buildscript string `yaml:"buildscript"`
+	Jobs        string `yaml:"jobs"`
+	API         string `yaml:"api"`
+}
+
+// Datastore configures the data store module.
+type Datastore struct {
+	// Driver is sqlite (default, a file in data_dir) or postgres.
+	Driver string `yaml:"driver"`
+	// DSN is the database to open; required for postgres. For sqlite the
+	// default is a file under data_dir.
+	DSN string `yaml:"dsn"`
+}
+
+// Blob configures blob storage.
+type Blob struct {
+	// Backend is fs (default, under data_dir) or oci (Object Storage).
+	Backend   string `yaml:"backend"`
+	Namespace string `yaml:"namespace"`
+	Bucket    string `yaml:"bucket"`
+	Region    string `yaml:"region"`
+	// Auth is instance_principal, resource_principal or config_file.
+	Auth string `yaml:"auth"`
+	// ConfigFile and Profile select the OCI config for auth config_file
+	// (defaults: ~/.oci/config and DEFAULT).
+	ConfigFile string `yaml:"config_file"`
+	Profile    string `yaml:"profile"`
+}
+
+// HTTP configures the process's HTTP listener.
+type HTTP struct {
+	Addr string `yaml:"addr"`
+}
+
+// Jobs configures the job runner.
+type Jobs struct {
+	// Capacity is how many jobs the runner runs at once.
+	Capacity int `yaml:"capacity"`
+	// Labels are matched against a job's labels.
+	Labels map[string]string `yaml:"labels"`
+	// Executor is shell (default) or container.
+	Executor string `yaml:"executor"`
+}
+
+// Enumerations.
+const (
+	All = "all" // Modules: every module
+
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+
+	BackendFS  = "fs"
+	BackendOCI = "oci"
+
+	AuthInstancePrincipal = "instance_principal"
+	AuthResourcePrincipal = "resource_principal"
+	AuthConfigFile        = "config_file"
+
+	ExecutorShell     = "shell"
+	ExecutorContainer = "container"
+)
+
+// Defaults of SPEC.md §2.
+const (
+	DefaultDataDir  = "./zeroci-data"
+	DefaultHTTPAddr = "127.0.0.1:8080"
+	DefaultCapacity = 2
+)
+
+// Default returns the configuration used when nothing is set: every module
+// in one process, SQLite and blobs under ./zeroci-data, HTTP on
+// 127.0.0.1:8080.
+func Default() *Config {
+	return &Config{
+		Modules:   []string{All},
+		DataDir:   DefaultDataDir,
+		Datastore: Datastore{Driver: DriverSQLite},
+		Blob:      Blob{Backend: BackendFS},
+		HTTP:      HTTP{Addr: DefaultHTTPAddr},
+		Jobs:      Jobs{Capacity: DefaultCapacity, Executor: ExecutorShell},
+	}
+}
+
+// Origin returns where the value of key (dotted, "http.addr") or of its
+// nearest enclosing section came from, or "" for a default.
+func (c *Config) Origin(key string) string {
+	for {
+		if o, ok := c.origins[key]; ok {
+			return o
+		}
+		i := strings.LastIndexByte(key, '.')
+		if i < 0 {
+			return ""
+		}
+		key = key[:i]
+	}
+}
+
+func (c *Config) setOrigin(key, origin string) {
+	if c.origins == nil {
+		c.origins = make(map[string]string)
+	}
+	c.origins[key] = origin
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Origin string // "file.yaml:7", "$ZEROCI_HTTP_ADDR", "--http", or ""
+	Key    string // dotted key, or "" for the whole file
+	Msg    string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Origin != "" {
+		b.WriteString(p.Origin)
+		b.WriteString(": ")
+	}
+	if p.Key != "" {
+		b.WriteString(p.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error lists the problems found in a configuration, in a stable order. It
+// prints on one line and matches ErrInvalid.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	return "config: " + strings.Join(parts, "; ")
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Unwrap() error { return ErrInvalid }
+
+// problems collects Problems and turns them into an *Error.
+type problems struct {
+	c    *Config
+	list []Problem
+}
+
+func (ps *problems) add(key, format string, args ...any) {
+	ps.list = append(ps.list, Problem{Origin: ps.c.Origin(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (ps *problems) err() error {
+	if len(ps.list) == 0 {
+		return nil
+	}
+	return &Error{Problems: slices.Clone(ps.list)}
+}

@@ -1,0 +1,14 @@
+// Package buildscript is the pipeline (build script) module. Until issue 5 builds it, New
+// returns a placeholder that serves only its health check.
+package buildscript
+
+import "github.com/zeroci/zeroci/modules"
+
+// Summary says in one line what the module does, for --help.
+const Summary = "pipeline files: parse, validate and plan the job graph"
+
+// issue is the issue that builds the module; until then it is a placeholder.
+const issue = 5
+
+// New returns the module, constructed without side effects.
+func New() modules.Module { return modules.NewPlaceholder(modules.Buildscript, issue) }
