@@ -42,10 +42,10 @@ type link struct {
 	subs    map[uint32]*linkSub
 	workers map[uint32]*linkWorker
 
-	pubSeq  uint64
-	unacked []pubRec      // sent, not yet acknowledged, in order
-	window  chan struct{} // one token per unacknowledged publish
-	drained *sync.Cond    // signalled when unacked empties
+	pubSeq       uint64
+	unacked      []pubRec   // sent, not yet acknowledged, in order
+	unackedBytes int        // sum of their body sizes
+	acked        *sync.Cond // signalled when acknowledgements free window room or on close
 }
 
 type call struct {
@@ -80,9 +80,8 @@ func newLink(n *Node, ep string) (*link, error) {
 		calls:   make(map[uint64]*call),
 		subs:    make(map[uint32]*linkSub),
 		workers: make(map[uint32]*linkWorker),
-		window:  make(chan struct{}, n.cfg.PublishWindow),
 	}
-	l.drained = sync.NewCond(&l.mu)
+	l.acked = sync.NewCond(&l.mu)
 	l.out.push("", record{kind: kPing})
 	n.wg.Add(3)
 	go func() {
@@ -176,14 +175,12 @@ func (l *link) applyLocked(kind byte, body []byte) bool {
 		}
 		k := 0
 		for k < len(l.unacked) && l.unacked[k].seq <= seq {
+			l.unackedBytes -= len(l.unacked[k].body)
 			k++
 		}
-		for i := 0; i < k; i++ {
-			<-l.window
-		}
-		l.unacked = append(l.unacked[:0:0], l.unacked[k:]...)
-		if len(l.unacked) == 0 {
-			l.drained.Broadcast()
+		if k > 0 {
+			l.unacked = append(l.unacked[:0:0], l.unacked[k:]...)
+			l.acked.Broadcast()
 		}
 	case kMsg:
 		id, tl := r.u32(), r.u16()
@@ -299,23 +296,35 @@ func (l *link) tick(now time.Time) {
 	l.out.kick()
 }
 
+// publish queues one publication. It blocks while the link's window is
+// full: PublishWindow messages or PublishWindowBytes bytes sent and not yet
+// acknowledged (one message over the byte bound may go when nothing else is
+// outstanding).
 func (l *link) publish(ctx context.Context, topic string, data []byte) error {
-	select {
-	case l.window <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-l.done:
-		return transport.ErrClosed
-	}
+	stop := context.AfterFunc(ctx, func() {
+		l.mu.Lock()
+		l.acked.Broadcast()
+		l.mu.Unlock()
+	})
+	defer stop()
+	size := 10 + len(topic) + len(data)
 	l.mu.Lock()
+	for !l.closed && ctx.Err() == nil && len(l.unacked) > 0 &&
+		(len(l.unacked) >= l.n.cfg.PublishWindow || l.unackedBytes+size > l.n.cfg.PublishWindowBytes) {
+		l.acked.Wait()
+	}
 	if l.closed {
 		l.mu.Unlock()
-		<-l.window
 		return transport.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		l.mu.Unlock()
+		return err
 	}
 	l.pubSeq++
 	body := topicDataBody(u64Body(l.pubSeq), topic, data)
 	l.unacked = append(l.unacked, pubRec{seq: l.pubSeq, body: body})
+	l.unackedBytes += len(body)
 	l.out.push("", record{kind: kPub, body: body})
 	l.mu.Unlock()
 	l.out.kick()
@@ -537,13 +546,13 @@ func (l *link) close(deadline time.Time) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
 		l.mu.Lock()
-		l.drained.Broadcast()
+		l.acked.Broadcast()
 		l.mu.Unlock()
 	})
 	l.mu.Lock()
 	for len(l.unacked) > 0 && ctx.Err() == nil {
 		l.out.kick()
-		l.drained.Wait()
+		l.acked.Wait()
 	}
 	stop()
 	if len(l.unacked) > 0 {
@@ -551,6 +560,7 @@ func (l *link) close(deadline time.Time) {
 	}
 	l.closed = true
 	close(l.done)
+	l.acked.Broadcast()
 	subs, workers := l.subs, l.workers
 	l.subs, l.workers, l.calls = nil, nil, nil
 	l.out.push("", record{kind: kBye})

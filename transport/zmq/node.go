@@ -76,8 +76,10 @@ type Config struct {
 	// 250ms); a peer silent for HeartbeatTimeout (default 2s) is dead.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	// PublishWindow bounds unacknowledged publishes per link (default 4096).
-	PublishWindow int
+	// PublishWindow and PublishWindowBytes bound unacknowledged publishes
+	// per link (default 4096 messages, 16 MiB).
+	PublishWindow      int
+	PublishWindowBytes int
 }
 
 func (c *Config) defaults() {
@@ -89,6 +91,9 @@ func (c *Config) defaults() {
 	}
 	if c.PublishWindow <= 0 {
 		c.PublishWindow = 4096
+	}
+	if c.PublishWindowBytes <= 0 {
+		c.PublishWindowBytes = 16 << 20
 	}
 }
 
