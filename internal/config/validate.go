@@ -47,7 +47,11 @@ func (c *Config) Dependencies() []string {
 func (c *Config) Validate() error {
 	ps := &problems{c: c}
 	c.validateModules(ps)
-	c.validateEndpoints(ps)
+	if len(ps.list) == 0 {
+		// Which endpoints are required depends on the module list: with a
+		// bad list, its error is the one worth reading.
+		c.validateEndpoints(ps)
+	}
 
 	if strings.TrimSpace(c.DataDir) == "" {
 		ps.add("data_dir", "must not be empty")
