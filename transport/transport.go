@@ -131,7 +131,8 @@ type Responder interface {
 type Service interface {
 	// Close unregisters the replica; requests it is handling are cancelled
 	// and their callers get ErrResponderLost (or are retried elsewhere when
-	// idempotent). Idempotent.
+	// idempotent). It may wait for the replica's running handlers, so it
+	// must not be called from inside one. Idempotent.
 	Close() error
 }
 
@@ -145,7 +146,8 @@ type Transport interface {
 	Stats() Stats
 	// Close stops the node: it flushes what was accepted for sending (up to
 	// a short deadline), closes every subscription and service, and makes
-	// blocked calls return ErrClosed. Idempotent; later calls return nil.
+	// blocked calls return ErrClosed. It waits for running handlers, so it
+	// must not be called from inside one. Idempotent; later calls return nil.
 	Close() error
 }
 
