@@ -62,8 +62,6 @@ type node struct {
 	services      map[*replica]struct{}
 	droppedClosed uint64 // Dropped of subscriptions already closed
 
-	copies slab // the copies this node's publications deliver
-
 	published atomic.Uint64
 	delivered atomic.Uint64
 	requests  atomic.Uint64
@@ -94,7 +92,7 @@ func (n *node) Publish(ctx context.Context, topic string, data []byte) error {
 		return fmt.Errorf("inproc: publish %q: %w", topic, err)
 	}
 	n.published.Add(1)
-	n.net.subs.publish(topic, data, &n.copies)
+	n.net.subs.publish(topic, data)
 	return nil
 }
 
@@ -209,8 +207,10 @@ func (s *subscription) Close() error {
 }
 
 // deliver copies data into the subscription's queue.
-func (s *subscription) deliver(topic string, data []byte, copies *slab) {
-	if s.q.Push(transport.Message{Topic: topic, Data: copies.clone(data)}) {
+func (s *subscription) deliver(topic string, data []byte) {
+	d := make([]byte, len(data))
+	copy(d, data)
+	if s.q.Push(transport.Message{Topic: topic, Data: d}) {
 		s.node.delivered.Add(1)
 	}
 }
@@ -229,14 +229,14 @@ type subIndex struct {
 	lengths  []int // distinct prefix lengths in use, ascending
 }
 
-func (x *subIndex) publish(topic string, data []byte, copies *slab) {
+func (x *subIndex) publish(topic string, data []byte) {
 	x.mu.RLock()
 	for _, l := range x.lengths {
 		if l > len(topic) {
 			break
 		}
 		for _, s := range x.byPrefix[topic[:l]] {
-			s.deliver(topic, data, copies)
+			s.deliver(topic, data)
 		}
 	}
 	x.mu.RUnlock()
