@@ -203,13 +203,17 @@ func (b *broker) applyLocked(p *peer, kind byte, body []byte, pubs *bool) bool {
 		if !r.ok || transport.ValidateName(prefix, true) != nil {
 			return false
 		}
+		s := &bsub{prefix: prefix, peer: p, id: id, credit: uint64(credit)}
 		if old := p.subs[id]; old != nil {
+			// A repeated subscription (the link re-registered it): keep
+			// the drops it has not been told about yet.
+			s.gap = old.gap
 			b.removeSubLocked(old)
 		}
-		s := &bsub{prefix: prefix, peer: p, id: id, credit: uint64(credit)}
 		p.subs[id] = s
 		b.subs = append(b.subs, s)
 		b.out.push(p.id, record{kind: kSubAck, body: u32Body(id)})
+		b.sendGapLocked(s)
 	case kUnsub:
 		id := r.u32()
 		if !r.ok {
@@ -257,7 +261,13 @@ func (b *broker) applyLocked(p *peer, kind byte, body []byte, pubs *bool) bool {
 		if !r.ok || conc == 0 || transport.ValidateName(svc, false) != nil {
 			return false
 		}
-		if old := p.workers[wid]; old != nil {
+		if old := p.workers[wid]; old != nil && old.svc.name == svc {
+			// A repeated registration: the replica and its jobs stand.
+			old.concurrency = int(conc)
+			b.pumpLocked(old.svc)
+			b.out.push(p.id, record{kind: kReadyAck, body: u32Body(wid)})
+			return true
+		} else if old != nil {
 			b.loseReplicaLocked(old)
 		}
 		rep := &replica{concurrency: int(conc), jobs: make(map[uint64]*job), peer: p, workerID: wid}

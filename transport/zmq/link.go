@@ -253,21 +253,36 @@ func (l *link) resyncLocked(first uint64) {
 		if !again || (c.idempotent && c.attempts < 2) {
 			c.attempts++
 			c.sentSeq.Store(0)
-			l.out.push("", record{kind: kReq, body: c.body, call: c})
+			l.out.push("", record{kind: kReq, body: c.body, sent: &c.sentSeq})
 			continue
 		}
 		delete(l.calls, id)
 		c.ch <- reply{status: stLost}
 	}
+	// Registrations this broker saw (or will see: still queued) stand;
+	// the others are made again.
+	lost := func(sent *atomic.Uint64) bool {
+		s := sent.Load()
+		if s == 0 || s >= first {
+			return false
+		}
+		sent.Store(0)
+		return true
+	}
 	for _, s := range l.subs {
+		if !lost(&s.sentSeq) {
+			continue
+		}
 		if again {
-			s.q.PushGap(0)
+			s.q.PushGap(0) // what was published while it was unregistered
 		}
 		s.consumed.Store(0)
-		l.out.push("", record{kind: kSub, body: subBody(s.id, s.credit(), s.prefix)})
+		l.out.push("", record{kind: kSub, body: subBody(s.id, s.credit(), s.prefix), sent: &s.sentSeq})
 	}
 	for _, w := range l.workers {
-		l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, w.svc)})
+		if lost(&w.sentSeq) {
+			l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, w.svc), sent: &w.sentSeq})
+		}
 	}
 	for _, p := range l.unacked {
 		l.out.push("", record{kind: kPub, body: p.body})
@@ -353,7 +368,7 @@ func (l *link) request(ctx context.Context, svc string, data []byte, idempotent 
 	body = append(body, data...)
 	c := &call{id: l.reqSeq, svc: svc, body: body, idempotent: idempotent, attempts: 1, ch: make(chan reply, 1)}
 	l.calls[c.id] = c
-	l.out.push("", record{kind: kReq, body: body, call: c})
+	l.out.push("", record{kind: kReq, body: body, sent: &c.sentSeq})
 	l.mu.Unlock()
 	l.flush()
 
@@ -383,6 +398,7 @@ type linkSub struct {
 	q        *subq.Queue
 	bound    int
 	consumed atomic.Uint32
+	sentSeq  atomic.Uint64 // packet that carried its kSub
 	acked    chan struct{}
 	ackOnce  sync.Once
 	once     sync.Once
@@ -405,7 +421,7 @@ func (l *link) subscribe(ctx context.Context, prefix string, bound int) (transpo
 		return nil, transport.ErrClosed
 	}
 	l.subs[s.id] = s
-	l.out.push("", record{kind: kSub, body: subBody(s.id, uint32(bound), prefix)})
+	l.out.push("", record{kind: kSub, body: subBody(s.id, uint32(bound), prefix), sent: &s.sentSeq})
 	l.mu.Unlock()
 	l.flush()
 	select {
@@ -458,6 +474,7 @@ type linkWorker struct {
 	svc         string
 	h           transport.Handler
 	concurrency uint32
+	sentSeq     atomic.Uint64 // packet that carried its kReady
 	ctx         context.Context
 	cancel      context.CancelFunc
 	acked       chan struct{}
@@ -491,7 +508,7 @@ func (l *link) serve(svc string, h transport.Handler, concurrency int) transport
 		return w
 	}
 	l.workers[w.id] = w
-	l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, svc)})
+	l.out.push("", record{kind: kReady, body: readyBody(w.id, w.concurrency, svc), sent: &w.sentSeq})
 	l.mu.Unlock()
 	l.flush()
 	t := time.NewTimer(l.n.cfg.HeartbeatTimeout)

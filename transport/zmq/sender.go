@@ -145,8 +145,8 @@ func (s *sender) send(batch []outRec) {
 func (s *sender) sendPacket(to string, recs []record) {
 	p, seq := s.seal.seal(recs)
 	for _, r := range recs {
-		if r.call != nil {
-			r.call.sentSeq.Store(seq)
+		if r.sent != nil {
+			r.sent.Store(seq)
 		}
 	}
 	var msg zmq4.Msg

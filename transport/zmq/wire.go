@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,12 +99,13 @@ func newSessionID() sessionID {
 	return s
 }
 
-// record is one record to send. call, when set, learns the sequence number
-// of the packet that carried it.
+// record is one record to send. sent, when set, learns the sequence number
+// of the packet that carried it (0 while it is queued): after a broker
+// restart, that tells which requests and registrations the new broker saw.
 type record struct {
 	kind byte
 	body []byte
-	call *call
+	sent *atomic.Uint64
 }
 
 // sealer builds packets for one sending socket. Not safe for concurrent use:
