@@ -502,8 +502,13 @@ func (b *broker) runLocal(r *replica, j *job) {
 	if b.inflight[j.id] == j && j.replica == r {
 		b.completeLocked(j, st, out)
 	}
+	busy := len(b.inflight) > 0
 	b.mu.Unlock()
-	b.out.flush()
+	if busy {
+		b.out.kick() // batched with the replies of the other jobs in flight
+	} else {
+		b.out.flush()
+	}
 }
 
 // callHandler runs h, turning errors, panics and oversized replies into

@@ -122,7 +122,8 @@ func (l *inprocListener) Addr() net.Addr { return inprocAddr(l.name) }
 type streamBuf struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	buf    []byte
+	buf    []byte // unread bytes are buf[off:]
+	off    int
 	closed bool
 }
 
@@ -155,16 +156,17 @@ func newStreamPipe(name string) (*streamConn, *streamConn) {
 func (c *streamConn) Read(p []byte) (int, error) {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
-	for len(c.r.buf) == 0 {
-		if c.r.closed {
+	b := c.r
+	for b.off == len(b.buf) {
+		if b.closed {
 			return 0, io.EOF
 		}
-		c.r.cond.Wait()
+		b.cond.Wait()
 	}
-	n := copy(p, c.r.buf)
-	c.r.buf = c.r.buf[n:]
-	if len(c.r.buf) == 0 {
-		c.r.buf = nil
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	if b.off == len(b.buf) {
+		b.buf, b.off = b.buf[:0], 0 // drained: reuse from the start
 	}
 	return n, nil
 }
@@ -175,8 +177,15 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	if c.w.closed {
 		return 0, io.ErrClosedPipe
 	}
-	c.w.buf = append(c.w.buf, p...)
-	c.w.cond.Broadcast()
+	b := c.w
+	if b.off > 0 && len(b.buf)+len(p) > cap(b.buf) {
+		// Slide the unread bytes down instead of growing: a lagging reader
+		// must not make every write copy the whole backlog.
+		b.buf = b.buf[:copy(b.buf, b.buf[b.off:])]
+		b.off = 0
+	}
+	b.buf = append(b.buf, p...)
+	b.cond.Broadcast()
 	return len(p), nil
 }
 

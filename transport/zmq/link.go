@@ -369,8 +369,15 @@ func (l *link) request(ctx context.Context, svc string, data []byte, idempotent 
 	c := &call{id: l.reqSeq, svc: svc, body: body, idempotent: idempotent, attempts: 1, ch: make(chan reply, 1)}
 	l.calls[c.id] = c
 	l.out.push("", record{kind: kReq, body: body, sent: &c.sentSeq})
+	busy := len(l.calls) > 1
 	l.mu.Unlock()
-	l.flush()
+	if busy {
+		// Other requests are in flight: the writer goroutine batches this
+		// one with theirs. Alone, it goes out now, for latency.
+		l.out.kick()
+	} else {
+		l.flush()
+	}
 
 	select {
 	case r := <-c.ch:

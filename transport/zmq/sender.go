@@ -2,6 +2,7 @@ package zmq
 
 import (
 	"context"
+	"runtime"
 	"sync"
 
 	"github.com/go-zeromq/zmq4"
@@ -93,6 +94,9 @@ func (s *sender) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+			// Let the goroutines that are about to queue records do so:
+			// one packet then carries them all.
+			runtime.Gosched()
 			s.flush()
 		}
 	}
