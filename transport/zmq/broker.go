@@ -26,6 +26,7 @@ type broker struct {
 	out   *sender
 	open  *opener
 	guard *replayGuard
+	recs  []rawRec // the reader goroutine's scratch space
 
 	mu       sync.Mutex
 	closed   bool
@@ -126,8 +127,8 @@ func (b *broker) read() {
 	for {
 		msg, err := b.sock.Recv()
 		if err != nil {
-			if b.n.ctx.Err() != nil {
-				return
+			if b.n.ctx.Err() != nil || b.isClosed() {
+				return // the socket is closed: every Recv fails now
 			}
 			continue
 		}
@@ -147,19 +148,11 @@ func (b *broker) read() {
 // handle processes one verified packet from the peer with routing id.
 func (b *broker) handle(id string, pk packet) {
 	// Parse every record first: a packet is applied whole or not at all.
-	type rec struct {
-		kind byte
-		body []byte
-	}
-	var recs []rec
-	for rest := pk.records; len(rest) > 0; {
-		kind, body, r, err := nextRecord(rest)
-		if err != nil {
-			b.n.stats.malformed.Add(1)
-			return
-		}
-		recs = append(recs, rec{kind, body})
-		rest = r
+	recs, ok := splitRecords(b.recs[:0], pk.records)
+	b.recs = recs
+	if !ok {
+		b.n.stats.malformed.Add(1)
+		return
 	}
 
 	b.mu.Lock()

@@ -29,6 +29,7 @@ type link struct {
 	out  *sender
 	open *opener
 	done chan struct{} // closed by close
+	recs []rawRec      // the reader goroutine's scratch space
 
 	mu       sync.Mutex
 	closed   bool
@@ -101,10 +102,14 @@ func (l *link) read(guard *replayGuard) {
 	for {
 		msg, err := l.sock.Recv()
 		if err != nil {
-			if l.n.ctx.Err() != nil {
+			select {
+			case <-l.done: // the socket is closed: every Recv fails now
 				return
+			case <-l.n.ctx.Done():
+				return
+			default:
+				continue // a lost connection, reported once; zmq4 redials
 			}
-			continue
 		}
 		if len(msg.Frames) != 1 {
 			l.n.stats.malformed.Add(1)
@@ -120,19 +125,11 @@ func (l *link) read(guard *replayGuard) {
 }
 
 func (l *link) handle(pk packet) {
-	type rec struct {
-		kind byte
-		body []byte
-	}
-	var recs []rec
-	for rest := pk.records; len(rest) > 0; {
-		kind, body, r, err := nextRecord(rest)
-		if err != nil {
-			l.n.stats.malformed.Add(1)
-			return
-		}
-		recs = append(recs, rec{kind, body})
-		rest = r
+	recs, ok := splitRecords(l.recs[:0], pk.records)
+	l.recs = recs
+	if !ok {
+		l.n.stats.malformed.Add(1)
+		return
 	}
 	l.mu.Lock()
 	if l.closed {
@@ -179,7 +176,11 @@ func (l *link) applyLocked(kind byte, body []byte) bool {
 			k++
 		}
 		if k > 0 {
-			l.unacked = append(l.unacked[:0:0], l.unacked[k:]...)
+			clear(l.unacked[:k]) // release the bodies
+			l.unacked = l.unacked[k:]
+			if len(l.unacked) == 0 {
+				l.unacked = l.unacked[:0:0]
+			}
 			l.acked.Broadcast()
 		}
 	case kMsg:

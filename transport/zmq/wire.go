@@ -189,6 +189,26 @@ func (o *opener) open(p []byte) (packet, error) {
 	return pk, nil
 }
 
+// rawRec is one received record; body aliases the packet.
+type rawRec struct {
+	kind byte
+	body []byte
+}
+
+// splitRecords appends the records of a packet body to dst; ok is false if
+// they do not parse (the packet is then dropped whole).
+func splitRecords(dst []rawRec, b []byte) ([]rawRec, bool) {
+	for len(b) > 0 {
+		kind, body, rest, err := nextRecord(b)
+		if err != nil {
+			return dst, false
+		}
+		dst = append(dst, rawRec{kind, body})
+		b = rest
+	}
+	return dst, true
+}
+
 // nextRecord splits the first record off b.
 func nextRecord(b []byte) (kind byte, body, rest []byte, err error) {
 	if len(b) < recHeaderLen {
