@@ -215,9 +215,16 @@ func testDeadline(t *testing.T, _ Features, c Cluster) {
 // context.Canceled, not a deadline error.
 func testCallerCancel(t *testing.T, _ Features, c Cluster) {
 	hub := c.Hub(t)
-	caller := c.Node(t)
+	// The replica on the hub, then on a node of its own: different paths
+	// in a brokered transport.
+	t.Run("replica on hub", func(t *testing.T) { callerCancel(t, hub, c.Node(t), "block-hub") })
+	t.Run("replica on node", func(t *testing.T) { callerCancel(t, c.Node(t), c.Node(t), "block-node") })
+}
+
+func callerCancel(t *testing.T, server, caller transport.Transport, svc string) {
 	started := make(chan struct{}, 1)
-	mustServe(t, hub, "block", func(ctx context.Context, req []byte) ([]byte, error) {
+	ended := make(chan error, 1)
+	mustServe(t, server, svc, func(ctx context.Context, req []byte) ([]byte, error) {
 		if string(req) == "ping" {
 			return req, nil
 		}
@@ -226,14 +233,15 @@ func testCallerCancel(t *testing.T, _ Features, c Cluster) {
 		case <-ctx.Done():
 		case <-time.After(3 * waitTimeout):
 		}
+		ended <- ctx.Err()
 		return nil, ctx.Err()
 	})
-	awaitService(t, caller, "block", []byte("ping"))
+	awaitService(t, caller, svc, []byte("ping"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := caller.Request(ctx, "block", []byte("work"))
+		_, err := caller.Request(ctx, svc, []byte("work"))
 		done <- err
 	}()
 	select {
@@ -249,6 +257,16 @@ func testCallerCancel(t *testing.T, _ Features, c Cluster) {
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("Request still blocked after its ctx was cancelled")
+	}
+	// The cancel reaches the handler, wherever it runs: a request with no
+	// deadline must not hold its replica after its caller is gone.
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the handler's ctx ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the handler's ctx was not cancelled after its caller cancelled")
 	}
 }
 

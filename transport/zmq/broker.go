@@ -91,6 +91,8 @@ type job struct {
 	client *peer
 	reqID  uint64
 	reply  chan reply
+	// cancel stops the handler of a job running on a local replica
+	cancel context.CancelFunc
 }
 
 type reply struct {
@@ -286,6 +288,12 @@ func (b *broker) applyLocked(p *peer, kind byte, body []byte, pubs *bool) bool {
 			return true // late result of a job already settled
 		}
 		b.completeLocked(j, st, r.rest())
+	case kCancel:
+		reqID := r.u64()
+		if !r.ok {
+			return false
+		}
+		b.cancelLocked(p, reqID)
 	case kBye:
 		b.dropPeerLocked(p)
 	default:
@@ -448,8 +456,14 @@ func (b *broker) assignLocked(j *job, r *replica) {
 	r.jobs[j.id] = j
 	b.inflight[j.id] = j
 	if r.handler != nil {
+		ctx := r.ctx
+		if !j.deadline.IsZero() {
+			ctx, j.cancel = context.WithDeadline(ctx, j.deadline)
+		} else {
+			ctx, j.cancel = context.WithCancel(ctx)
+		}
 		b.n.wg.Add(1)
-		go b.runLocal(r, j)
+		go b.runLocal(ctx, j.cancel, r, j)
 		return
 	}
 	body := binary.BigEndian.AppendUint64(nil, j.id)
@@ -481,15 +495,12 @@ func (b *broker) pumpLocked(s *service) {
 	}
 }
 
-func (b *broker) runLocal(r *replica, j *job) {
+// runLocal runs one attempt of j; cancel is that attempt's (j.cancel may
+// belong to a retry by the time the handler returns).
+func (b *broker) runLocal(ctx context.Context, cancel context.CancelFunc, r *replica, j *job) {
 	defer b.n.wg.Done()
-	ctx := r.ctx
-	if !j.deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, j.deadline)
-		defer cancel()
-	}
 	st, out := callHandler(ctx, r.handler, j.data)
+	cancel()
 	b.n.stats.served.Add(1)
 	b.mu.Lock()
 	if b.inflight[j.id] == j && j.replica == r {
@@ -654,12 +665,41 @@ func (b *broker) requestLocal(ctx context.Context, svc string, data []byte, idem
 	}
 }
 
-// abandonLocked forgets a job whose caller gave up, if it is still waiting.
+// abandonLocked settles a job whose caller gave up: a waiting job is
+// dropped, a running one is cancelled (its replica stays busy until the
+// handler returns) and its result will go nowhere.
 func (b *broker) abandonLocked(j *job) {
-	if s := b.services[j.svc]; s != nil {
-		for i, x := range s.waiting {
-			if x == j {
-				s.waiting = append(s.waiting[:i:i], s.waiting[i+1:]...)
+	j.client, j.reply = nil, nil
+	if j.replica == nil {
+		if s := b.services[j.svc]; s != nil {
+			for i, x := range s.waiting {
+				if x == j {
+					s.waiting = append(s.waiting[:i:i], s.waiting[i+1:]...)
+					return
+				}
+			}
+		}
+		return
+	}
+	if j.cancel != nil {
+		j.cancel()
+		return
+	}
+	b.out.push(j.replica.peer.id, record{kind: kAbort, body: u64Body(j.id)})
+}
+
+// cancelLocked abandons the request reqID of peer p, wherever it is.
+func (b *broker) cancelLocked(p *peer, reqID uint64) {
+	for _, j := range b.inflight {
+		if j.client == p && j.reqID == reqID {
+			b.abandonLocked(j)
+			return
+		}
+	}
+	for _, s := range b.services {
+		for _, j := range s.waiting {
+			if j.client == p && j.reqID == reqID {
+				b.abandonLocked(j)
 				return
 			}
 		}

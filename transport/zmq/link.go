@@ -3,6 +3,7 @@ package zmq
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -42,6 +43,7 @@ type link struct {
 
 	subs    map[uint32]*linkSub
 	workers map[uint32]*linkWorker
+	running map[uint64]*runningJob // jobs of local replicas, by broker job id
 
 	pubSeq       uint64
 	unacked      []pubRec   // sent, not yet acknowledged, in order
@@ -81,6 +83,7 @@ func newLink(n *Node, ep string) (*link, error) {
 		calls:   make(map[uint64]*call),
 		subs:    make(map[uint32]*linkSub),
 		workers: make(map[uint32]*linkWorker),
+		running: make(map[uint64]*runningJob),
 	}
 	l.acked = sync.NewCond(&l.mu)
 	l.out.push("", record{kind: kPing})
@@ -231,8 +234,25 @@ func (l *link) applyLocked(kind byte, body []byte) bool {
 			l.out.push("", record{kind: kDone, body: doneBody(jid, stLost, nil)})
 			return true
 		}
+		ctx := w.ctx
+		var cancel context.CancelFunc
+		if dl != 0 {
+			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, dl))
+		} else {
+			ctx, cancel = context.WithCancel(ctx)
+		}
+		rj := &runningJob{cancel: cancel}
+		l.running[jid] = rj
 		l.n.wg.Add(1)
-		go w.run(jid, dl, r.rest())
+		go w.run(ctx, rj, jid, r.rest())
+	case kAbort:
+		jid := r.u64()
+		if !r.ok {
+			return false
+		}
+		if rj := l.running[jid]; rj != nil {
+			rj.cancel()
+		}
 	default:
 		return false
 	}
@@ -389,7 +409,13 @@ func (l *link) request(ctx context.Context, svc string, data []byte, idempotent 
 	case <-ctx.Done():
 		l.mu.Lock()
 		delete(l.calls, c.id)
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) && !l.closed {
+			// The replica's handler sees its deadline by itself; a plain
+			// cancel must be carried to it.
+			l.out.push("", record{kind: kCancel, body: u64Body(c.id)})
+		}
 		l.mu.Unlock()
+		l.out.kick()
 		return nil, transport.CtxError(ctx, svc)
 	case <-l.done:
 		return nil, transport.ErrClosed
@@ -530,15 +556,18 @@ func (l *link) serve(svc string, h transport.Handler, concurrency int) transport
 	return w
 }
 
-func (w *linkWorker) run(jid uint64, dl int64, data []byte) {
+// runningJob is a job a local replica is handling for the broker.
+type runningJob struct{ cancel context.CancelFunc }
+
+func (w *linkWorker) run(ctx context.Context, rj *runningJob, jid uint64, data []byte) {
 	defer w.l.n.wg.Done()
-	ctx := w.ctx
-	if dl != 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, dl))
-		defer cancel()
-	}
 	st, out := callHandler(ctx, w.h, data)
+	rj.cancel()
+	w.l.mu.Lock()
+	if w.l.running[jid] == rj { // a restarted broker may reuse job ids
+		delete(w.l.running, jid)
+	}
+	w.l.mu.Unlock()
 	w.l.n.stats.served.Add(1)
 	if w.ctx.Err() != nil {
 		return // unregistered: the broker has settled this job already

@@ -67,6 +67,8 @@ const (
 	kJob      = 17 // b→w: jobID u64 | workerID u32 | deadline i64 | data.
 	kDone     = 18 // w→b: jobID u64 | status u8 | data.
 	kBye      = 19 // c→b: empty. The node is closing: forget its subscriptions and replicas now.
+	kCancel   = 20 // c→b: reqID u64. The caller gave up (not by deadline): cancel the request.
+	kAbort    = 21 // b→w: jobID u64. Cancel the job's handler; its result is not wanted.
 )
 
 // Reply statuses (kRep, kDone).
