@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,25 +29,9 @@ func rawSkip(scheme string) func(size int) string {
 	}
 }
 
-// rawEndpoint returns an endpoint of scheme for zmq4's own transports.
-func rawEndpoint(tb testing.TB, scheme string) string {
-	tb.Helper()
-	switch scheme {
-	case "tcp":
-		return "tcp://127.0.0.1:0"
-	case "ipc":
-		dir, err := os.MkdirTemp("", "zci")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { os.RemoveAll(dir) })
-		return "ipc://" + filepath.Join(dir, "r")
-	case "inproc":
-		return "inproc://zciraw-" + randomName(tb)
-	}
-	tb.Fatalf("unknown scheme %q", scheme)
-	return ""
-}
+// rawEndpoint returns an endpoint of scheme for zmq4's own transports: the
+// same shapes as bindEndpoint (zmq4's inproc namespace is its own).
+func rawEndpoint(tb testing.TB, scheme string) string { return bindEndpoint(tb, scheme) }
 
 // rawListen binds sock at an endpoint of scheme and returns the endpoint to
 // dial (with the tcp port resolved).
