@@ -149,7 +149,8 @@ func (b *broker) read() {
 
 // handle processes one verified packet from the peer with routing id.
 func (b *broker) handle(id string, pk packet) {
-	// Parse every record first: a packet is applied whole or not at all.
+	// Split the records first: a packet whose framing does not parse is
+	// dropped whole; a record whose body does not parse is skipped.
 	recs, ok := splitRecords(b.recs[:0], pk.records)
 	b.recs = recs
 	if !ok {
@@ -363,10 +364,9 @@ func (b *broker) dropPeerLocked(p *peer) {
 	for _, r := range p.workers {
 		b.loseReplicaLocked(r)
 	}
-	for id, j := range b.inflight {
+	for _, j := range b.inflight {
 		if j.client == p {
 			j.client = nil // its reply has nowhere to go
-			_ = id
 		}
 	}
 	for _, s := range b.services {

@@ -57,7 +57,11 @@ func (s *sender) kick() {
 }
 
 // flush sends what is queued now, unless another goroutine is sending (it
-// will pick the records up).
+// will pick the records up). It sends one batch at most: whatever other
+// goroutines queue meanwhile goes to the writer goroutine, so a caller
+// (say, the broker's reader) is never captured sending for a steady stream
+// of producers, which once starved the broker of the credit its subscribers
+// were returning.
 func (s *sender) flush() {
 	s.mu.Lock()
 	if s.writing || len(s.q) == 0 {
@@ -65,13 +69,20 @@ func (s *sender) flush() {
 		return
 	}
 	s.writing = true
-	s.drainLocked()
+	s.drainLocked(1)
 }
 
-// drainLocked sends until the queue is empty; called with mu held and
-// writing set, returns with mu released.
-func (s *sender) drainLocked() {
-	for len(s.q) > 0 {
+// drainLocked sends until the queue is empty, or at most maxBatches batches
+// (0: no limit) and then wakes the writer goroutine for the rest. Called
+// with mu held and writing set; returns with mu released.
+func (s *sender) drainLocked(maxBatches int) {
+	for n := 0; len(s.q) > 0; n++ {
+		if maxBatches > 0 && n == maxBatches {
+			s.writing = false
+			s.mu.Unlock()
+			s.kick()
+			return
+		}
 		batch := s.q
 		s.q, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
@@ -97,7 +108,13 @@ func (s *sender) run(ctx context.Context) {
 			// Let the goroutines that are about to queue records do so:
 			// one packet then carries them all.
 			runtime.Gosched()
-			s.flush()
+			s.mu.Lock()
+			if s.writing || len(s.q) == 0 {
+				s.mu.Unlock()
+				continue
+			}
+			s.writing = true
+			s.drainLocked(0)
 		}
 	}
 }
