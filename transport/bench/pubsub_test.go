@@ -50,9 +50,9 @@ func pubSubWindow(size int) int { return max(min(windowMsgs, windowBytes/max(siz
 // margin over the window. With a queue of twice the window, the zmq 1-hop
 // runs did miss messages: the hub publisher, which nothing slows down, used
 // up the credit while returned credit was held up for over 15ms behind busy
-// goroutines on two cores. Even at 1<<20 a rare zmq 1-hop sample misses
-// about one pacing window of messages (reported as a counted MissedError,
-// never silently); the cause is not found yet (see docs/BENCHMARKS.md).
+// goroutines on two cores. (At 1<<20 a rare sample still missed about one
+// pacing window until the broker's reader stopped flushing other
+// goroutines' records inline; see docs/BENCHMARKS.md.)
 const subQueue = 1 << 20
 
 // pacer keeps a publisher at most window messages ahead of its subscriber.
