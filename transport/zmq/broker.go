@@ -20,7 +20,6 @@ import (
 // publisher's order; handlers run in their own goroutines.
 type broker struct {
 	n     *Node
-	ep    string
 	addr  string
 	sock  zmq4.Socket
 	out   *sender
@@ -112,7 +111,7 @@ func newBroker(n *Node, ep string) (*broker, error) {
 	}
 	guard := newReplayGuard()
 	b := &broker{
-		n: n, ep: ep, addr: addr, sock: sock, guard: guard,
+		n: n, addr: addr, sock: sock, guard: guard,
 		out:      newSender(sock, true, newSealer(n.cfg.Key, newSessionID())),
 		open:     newOpener(n.cfg.Key, guard),
 		peers:    make(map[string]*peer),
@@ -468,7 +467,11 @@ func (b *broker) assignLocked(j *job, r *replica) {
 	}
 	body := binary.BigEndian.AppendUint64(nil, j.id)
 	body = binary.BigEndian.AppendUint32(body, r.workerID)
-	body = binary.BigEndian.AppendUint64(body, uint64(deadlineNanos(j.deadline, !j.deadline.IsZero())))
+	var dl int64 // 0: no deadline
+	if !j.deadline.IsZero() {
+		dl = j.deadline.UnixNano()
+	}
+	body = binary.BigEndian.AppendUint64(body, uint64(dl))
 	body = append(body, j.data...)
 	b.out.push(r.peer.id, record{kind: kJob, body: body})
 }

@@ -53,7 +53,6 @@ type link struct {
 
 type call struct {
 	id         uint64
-	svc        string
 	body       []byte // the kReq body, kept for a resend
 	idempotent bool
 	attempts   int
@@ -66,7 +65,7 @@ type pubRec struct {
 	body []byte
 }
 
-func newLink(n *Node, ep string) (*link, error) {
+func newLink(n *Node, ep string) *link {
 	sock := zmq4.NewDealer(n.ctx,
 		zmq4.WithDialerRetry(100*time.Millisecond),
 		zmq4.WithDialerMaxRetries(-1),
@@ -96,12 +95,12 @@ func newLink(n *Node, ep string) (*link, error) {
 		}
 	}()
 	go func() { defer n.wg.Done(); l.out.run(n.ctx) }()
-	go func() { defer n.wg.Done(); l.read(guard) }()
+	go func() { defer n.wg.Done(); l.read() }()
 	l.out.kick()
-	return l, nil
+	return l
 }
 
-func (l *link) read(guard *replayGuard) {
+func (l *link) read() {
 	for {
 		msg, err := l.sock.Recv()
 		if err != nil {
@@ -328,6 +327,7 @@ func (l *link) tick(now time.Time) {
 		}
 	}
 	l.mu.Unlock()
+	l.open.guard.sweep(now)
 	l.out.push("", record{kind: kPing})
 	l.out.kick()
 }
@@ -387,7 +387,7 @@ func (l *link) request(ctx context.Context, svc string, data []byte, idempotent 
 	body = append(body, flags, byte(len(svc)))
 	body = append(body, svc...)
 	body = append(body, data...)
-	c := &call{id: l.reqSeq, svc: svc, body: body, idempotent: idempotent, attempts: 1, ch: make(chan reply, 1)}
+	c := &call{id: l.reqSeq, body: body, idempotent: idempotent, attempts: 1, ch: make(chan reply, 1)}
 	l.calls[c.id] = c
 	l.out.push("", record{kind: kReq, body: body, sent: &c.sentSeq})
 	busy := len(l.calls) > 1

@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,11 @@ import (
 // ErrNoKey is returned when a node without a cluster key is asked to bind a
 // tcp:// endpoint that is not on a loopback address.
 var ErrNoKey = errors.New("zmq: a cluster key is required to bind a non-loopback tcp:// endpoint")
+
+// ErrNoKeyDial is returned when a node without a cluster key is configured
+// to reach a tcp:// endpoint that is not on a loopback address: its packets
+// would cross a network signed with no secret.
+var ErrNoKeyDial = errors.New("zmq: a cluster key is required to reach a non-loopback tcp:// endpoint")
 
 // ErrNoRoute is returned when no endpoint is configured for a service or for
 // the pub/sub bus.
@@ -127,6 +133,28 @@ func ValidateEndpoint(ep string) error {
 	return nil
 }
 
+// checkDialed validates an endpoint the node may dial: a concrete address
+// (port 0 means "any" only when binding), and a key for tcp beyond
+// loopback. Endpoints the node binds itself are exempt from the port rule.
+func checkDialed(cfg Config, ep string) error {
+	if err := ValidateEndpoint(ep); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(ep, "tcp://") {
+		return nil
+	}
+	if slices.Contains(cfg.Bind, ep) {
+		return nil
+	}
+	if _, port, _ := net.SplitHostPort(strings.TrimPrefix(ep, "tcp://")); port == "0" {
+		return fmt.Errorf("endpoint %q: port 0 can be bound, not dialled", ep)
+	}
+	if len(cfg.Key) == 0 && !isLoopbackTCP(ep) {
+		return fmt.Errorf("%w: %s", ErrNoKeyDial, ep)
+	}
+	return nil
+}
+
 // isLoopbackTCP reports whether a tcp endpoint's host is a loopback address.
 func isLoopbackTCP(ep string) bool {
 	host, _, err := net.SplitHostPort(strings.TrimPrefix(ep, "tcp://"))
@@ -181,15 +209,20 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("%w: %s", ErrNoKey, ep)
 		}
 	}
+	dialed := make(map[string]string, len(cfg.Routes)+1) // endpoint -> what names it
 	for svc, ep := range cfg.Routes {
-		if err := ValidateEndpoint(ep); err != nil {
-			return nil, fmt.Errorf("zmq: route %q: %w", svc, err)
-		}
+		dialed[ep] = fmt.Sprintf("route %q", svc)
 	}
 	if cfg.Bus != "" {
-		if err := ValidateEndpoint(cfg.Bus); err != nil {
-			return nil, fmt.Errorf("zmq: bus: %w", err)
+		dialed[cfg.Bus] = "bus"
+	}
+	for ep, what := range dialed {
+		if err := checkDialed(cfg, ep); err != nil {
+			return nil, fmt.Errorf("zmq: %s: %w", what, err)
 		}
+	}
+	if cfg.HeartbeatTimeout < 2*cfg.HeartbeatInterval {
+		return nil, fmt.Errorf("zmq: heartbeat timeout %v must be at least twice the interval %v", cfg.HeartbeatTimeout, cfg.HeartbeatInterval)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
@@ -245,11 +278,7 @@ func (n *Node) target(ep string) (*broker, *link, error) {
 	}
 	l, ok := n.links[ep]
 	if !ok {
-		var err error
-		l, err = newLink(n, ep)
-		if err != nil {
-			return nil, nil, err
-		}
+		l = newLink(n, ep)
 		n.links[ep] = l
 	}
 	return nil, l, nil

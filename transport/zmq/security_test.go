@@ -257,6 +257,9 @@ func TestConfigValidation(t *testing.T) {
 		{Config{Bind: []string{"inproc://"}}, "want inproc://name"},
 		{Config{Routes: map[string]string{"x": "http://a"}}, "route"},
 		{Config{Bus: "nope"}, "bus"},
+		{Config{Routes: map[string]string{"*": "tcp://127.0.0.1:0"}}, "port 0 can be bound, not dialled"},
+		{Config{Bus: "tcp://10.1.2.3:7301"}, "required to reach a non-loopback"},
+		{Config{Key: testKey(), HeartbeatInterval: time.Second, HeartbeatTimeout: time.Second}, "at least twice the interval"},
 	} {
 		n, err := New(tc.cfg)
 		if err == nil {
@@ -277,4 +280,10 @@ func TestConfigValidation(t *testing.T) {
 	if !errors.Is(func() error { _, err := New(Config{Bind: []string{"tcp://0.0.0.0:0"}}); return err }(), ErrNoKey) {
 		t.Fatal("want ErrNoKey")
 	}
+	// A node binding port 0 may route to that same endpoint (it is its own).
+	n, err = New(Config{Bind: []string{"tcp://127.0.0.1:0"}, Routes: map[string]string{"*": "tcp://127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
 }

@@ -354,10 +354,3 @@ func topicDataBody(prefix []byte, topic string, data []byte) []byte {
 	b = append(b, topic...)
 	return append(b, data...)
 }
-
-func deadlineNanos(t time.Time, ok bool) int64 {
-	if !ok {
-		return 0
-	}
-	return t.UnixNano()
-}
