@@ -40,7 +40,7 @@ func (a inprocAddr) String() string  { return string(a) }
 
 type inprocListener struct {
 	name   string
-	conns  chan net.Conn
+	conns  chan *streamConn
 	done   chan struct{}
 	closed sync.Once
 
@@ -55,7 +55,7 @@ func (inprocTransport) Listen(ctx context.Context, addr string) (net.Listener, e
 	if _, ok := inprocListeners.m[addr]; ok {
 		return nil, fmt.Errorf("zmq: inproc://%s: address already in use", addr)
 	}
-	l := &inprocListener{name: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+	l := &inprocListener{name: addr, conns: make(chan *streamConn), done: make(chan struct{})}
 	inprocListeners.m[addr] = l
 	return l, nil
 }
@@ -90,7 +90,7 @@ func (l *inprocListener) Accept() (net.Conn, error) {
 			c.Close() // select picked the conn over done: refuse it
 			return nil, net.ErrClosed
 		}
-		l.accepted = append(l.accepted, c.(*streamConn))
+		l.accepted = append(l.accepted, c)
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed
