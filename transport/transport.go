@@ -111,9 +111,9 @@ type Handler func(ctx context.Context, req []byte) ([]byte, error)
 
 // Requester sends requests to services.
 type Requester interface {
-	// Request sends data to one replica of service and waits for its reply,
-	// until ctx's deadline (a deadline is required only in the sense that
-	// without one the call waits until a reply or loss). Errors:
+	// Request sends data to one replica of service and waits for its reply
+	// until ctx ends. The deadline travels with the request (the handler's
+	// ctx has it) and so does a cancel. Errors:
 	// ErrNoResponder, ErrDeadlineExceeded, ErrResponderFailed (*RemoteError),
 	// ErrResponderLost, ErrClosed, ErrTooLarge, ErrInvalidName.
 	// Safe for concurrent use; each reply goes to its own caller.
