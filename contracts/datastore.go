@@ -46,15 +46,22 @@ const (
 	TypeToken       = "datastore.token"
 )
 
-// Poll interval bounds for repositories that are polled for new commits.
+// Poll intervals of repositories that are polled for new commits.
 const (
-	MinPollSeconds = 60
-	MaxPollSeconds = 7 * 24 * 3600
+	MinPollSeconds     = 60
+	MaxPollSeconds     = 7 * 24 * 3600
+	DefaultPollSeconds = MinPollSeconds // what "poll": true in the HTTP API means
 )
 
 const maxWebhookSecretLen = 256
 
 // CreateRepo adds a repository (datastore.create_repo → datastore.repo).
+//
+// The HTTP body of POST /api/v1/repos (SPEC.md §5) has "poll", a boolean,
+// where this message has poll_seconds, so the api module decodes that body
+// into its own struct (CreateRepo would refuse "poll" as an unknown field)
+// and maps "poll": true to DefaultPollSeconds, false or absent to 0.
+// Repo.Polled gives the boolean back.
 type CreateRepo struct {
 	Name          string `json:"name"`
 	URL           string `json:"url"`
@@ -66,20 +73,25 @@ type CreateRepo struct {
 func (CreateRepo) MessageType() string { return TypeCreateRepo }
 
 func (m CreateRepo) Validate() error {
-	var secret error
-	if m.WebhookSecret != "" {
-		secret = checkSecret(m.WebhookSecret)
-		if secret == nil && len(m.WebhookSecret) > maxWebhookSecretLen {
-			secret = problem("%d bytes, max %d", len(m.WebhookSecret), maxWebhookSecretLen)
-		}
-	}
 	return validate(TypeCreateRepo,
 		field("name", checkRepoName(m.Name)),
 		field("url", checkURL(m.URL)),
 		field("default_branch", opt(m.DefaultBranch, checkRef)),
-		field("webhook_secret", secret),
+		field("webhook_secret", checkWebhookSecret(m.WebhookSecret)),
 		field("poll_seconds", checkPoll(m.PollSeconds)),
 	)
+}
+
+// checkWebhookSecret accepts no secret, or a valid one of at most
+// maxWebhookSecretLen bytes.
+func checkWebhookSecret(s Secret) error {
+	switch {
+	case s == "":
+		return nil
+	case len(s) > maxWebhookSecretLen:
+		return problem("%d bytes, max %d", len(s), maxWebhookSecretLen)
+	}
+	return checkSecret(s)
 }
 
 func checkPoll(s int64) error {
@@ -153,6 +165,10 @@ type Repo struct {
 
 func (Repo) MessageType() string { return TypeRepo }
 
+// Polled reports whether the repository is polled for new commits: the
+// "poll" of the HTTP API.
+func (m Repo) Polled() bool { return m.PollSeconds != 0 }
+
 func (m Repo) Validate() error { return validate(TypeRepo, m.check()) }
 
 func (m Repo) check() error {
@@ -200,13 +216,9 @@ type WebhookSecret struct {
 func (WebhookSecret) MessageType() string { return TypeWebhookSecret }
 
 func (m WebhookSecret) Validate() error {
-	var secret error
-	if m.Secret != "" {
-		secret = checkSecret(m.Secret)
-	}
 	return validate(TypeWebhookSecret,
 		field("repo", checkRepoName(m.Repo)),
-		field("secret", secret),
+		field("secret", checkWebhookSecret(m.Secret)),
 	)
 }
 
@@ -395,7 +407,7 @@ func (m UpdateBuild) Validate() error {
 type UpdateJob struct {
 	Job      JobRef    `json:"job"`
 	Status   JobStatus `json:"status"`
-	Attempt  int       `json:"attempt,omitempty"`   // required from queued on
+	Attempt  int       `json:"attempt,omitempty"`   // required for queued, running, success and failure
 	RunnerID string    `json:"runner_id,omitempty"` // the runner, when running or done
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // why it is pending, blocked, skipped, failed...
@@ -405,9 +417,15 @@ type UpdateJob struct {
 func (UpdateJob) MessageType() string { return TypeUpdateJob }
 
 func (m UpdateJob) Validate() error {
+	// A job that never reached a runner has no attempt: it can be
+	// pending, blocked, skipped, canceled, or failed by the infrastructure.
 	attempt := checkAttempt(m.Attempt)
-	if m.Attempt == 0 && (m.Status == JobStatusPending || m.Status == JobStatusBlocked || m.Status == JobStatusSkipped) {
-		attempt = nil
+	switch m.Status {
+	case JobStatusQueued, JobStatusRunning, JobStatusSuccess, JobStatusFailure:
+	default:
+		if m.Attempt == 0 {
+			attempt = nil
+		}
 	}
 	return validate(TypeUpdateJob,
 		field("job", m.Job.check()),

@@ -69,9 +69,6 @@
 // same envelope ID, which a responder may use to recognise it; publishing
 // an event is idempotent by the event's own ID.
 //
-// Unmarshal accepts exactly the registered types, at their registered
-// versions.
-//
 // # Versioning
 //
 // The envelope format version changes only if the binary layout does;

@@ -115,7 +115,7 @@ func checkSeq(n int64) error {
 }
 
 func checkEventType(s string) error {
-	if t, ok := registry[s]; !ok || t.Kind != KindEvent {
+	if _, err := eventInfo(s); err != nil {
 		return problem("%s is not an event type", quote(s))
 	}
 	return nil

@@ -68,9 +68,9 @@ func NewEvent(subject Subject, payload Message) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	info, ok := registry[typ]
-	if !ok || info.Kind != KindEvent {
-		return Event{}, fmt.Errorf("%w: %s is not an event type", ErrUnknownType, quote(typ))
+	info, err := eventInfo(typ)
+	if err != nil {
+		return Event{}, err
 	}
 	data, err := encodePayload(info, payload)
 	if err != nil {
@@ -106,12 +106,18 @@ func (e Event) DecodePayload() (Message, error) {
 }
 
 func (e Event) info() (TypeInfo, error) {
-	info, ok := registry[e.Type]
-	if !ok || info.Kind != KindEvent {
-		return info, fmt.Errorf("%w: %s is not an event type", ErrUnknownType, quote(e.Type))
+	info, err := eventInfo(e.Type)
+	if err != nil {
+		return info, err
 	}
-	if e.Version != info.Version {
-		return info, fmt.Errorf("%w: %s", ErrSchemaVersion, versionDetail(e.Type, e.Version, info.Version))
+	return info, checkVersion(info, e.Version)
+}
+
+// eventInfo returns the registry entry of the event type typ.
+func eventInfo(typ string) (TypeInfo, error) {
+	info, ok := registry[typ]
+	if !ok || info.Kind != KindEvent {
+		return info, fmt.Errorf("%w: %s is not an event type", ErrUnknownType, quote(typ))
 	}
 	return info, nil
 }

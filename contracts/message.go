@@ -124,10 +124,15 @@ func (e Envelope) info() (TypeInfo, error) {
 	if !ok {
 		return info, fmt.Errorf("%w: %s", ErrUnknownType, quote(e.Type))
 	}
-	if e.Version != info.Version {
-		return info, fmt.Errorf("%w: %s", ErrSchemaVersion, versionDetail(e.Type, e.Version, info.Version))
+	return info, checkVersion(info, e.Version)
+}
+
+// checkVersion accepts the schema version info's decoder knows.
+func checkVersion(info TypeInfo, version uint16) error {
+	if version != info.Version {
+		return fmt.Errorf("%w: %s", ErrSchemaVersion, versionDetail(info.Name, version, info.Version))
 	}
-	return info, nil
+	return nil
 }
 
 // DecodeReply decodes rep, the reply to the request req, into a T. If rep

@@ -77,8 +77,15 @@ func TestMessageRules(t *testing.T) {
 		{"plan without jobs", PlanBuild{Repo: "web", Number: 1, Commit: commit40}, "jobs"},
 		{"pending job without attempt", UpdateJob{Job: ref(), Status: JobStatusPending, Reason: "waiting for build", Time: t0}, ""},
 		{"skipped job without attempt", UpdateJob{Job: ref(), Status: JobStatusSkipped, Reason: "dependency failed", Time: t0}, ""},
+		{"pending job canceled without attempt", UpdateJob{Job: ref(), Status: JobStatusCanceled, Time: t0}, ""},
+		{"queued job without attempt", UpdateJob{Job: ref(), Status: JobStatusQueued, Time: t0}, "attempt"},
+		{"finished job without attempt", UpdateJob{Job: ref(), Status: JobStatusFailure, Time: t0}, "attempt"},
+		{"canceled job with bad attempt", UpdateJob{Job: ref(), Status: JobStatusCanceled, Attempt: -1, Time: t0}, "attempt"},
 		{"poll too often", CreateRepo{Name: "web", URL: "u", PollSeconds: 5}, "poll_seconds"},
 		{"webhook secret too long", CreateRepo{Name: "web", URL: "u", WebhookSecret: Secret(strings.Repeat("s", 257))}, "webhook_secret"},
+		{"webhook secret reply too long", WebhookSecret{Repo: "web", Secret: Secret(strings.Repeat("s", 257))}, "secret"},
+		{"no webhook secret", WebhookSecret{Repo: "web"}, ""},
+		{"poll by default", CreateRepo{Name: "web", URL: "u", PollSeconds: DefaultPollSeconds}, ""},
 		{"too many params", TriggerBuild{Repo: "web", Event: TriggerPush, Params: manyParams(MaxParams + 1)}, "params"},
 		{"secret too large", SetSecret{Repo: "web", Name: "A", Value: Secret(strings.Repeat("s", MaxSecretLen+1))}, "value"},
 		{"builds of two repos", BuildList{Builds: []Build{build(func(b *Build) { b.Number = 9 }), build(func(b *Build) { b.Repo = "api" })}}, "builds[1].repo"},
@@ -115,4 +122,15 @@ func manyParams(n int) map[string]string {
 		m["P"+strings.Repeat("X", i)] = "v"
 	}
 	return m
+}
+
+func TestRepoPolled(t *testing.T) {
+	for _, tc := range []struct {
+		seconds int64
+		want    bool
+	}{{0, false}, {DefaultPollSeconds, true}, {MaxPollSeconds, true}} {
+		if got := (Repo{PollSeconds: tc.seconds}).Polled(); got != tc.want {
+			t.Errorf("Repo{PollSeconds: %d}.Polled() = %v, want %v", tc.seconds, got, tc.want)
+		}
+	}
 }
