@@ -77,6 +77,8 @@ func TestBadStart(t *testing.T) {
 			want: `zeroci: config: zeroci.yaml:4: cluster.endpoints.eventhub: scheme "http" is not supported (want tcp://, ipc:// or inproc://)`},
 		{name: "ipc path too long", config: "modules: [api]\ncluster:\n  endpoints:\n    eventhub: ipc:///" + strings.Repeat("d", 120) + loopback,
 			want: "cluster.endpoints.eventhub: ipc socket path is 121 bytes, over the 107 a Unix socket allows"},
+		{name: "endpoint the transport refuses", config: "modules: [api]\ncluster:\n  endpoints:\n    eventhub: ipc:///tmp/zci%zz" + loopback,
+			want: `zeroci: config: zeroci.yaml:4: cluster.endpoints.eventhub: zmq: endpoint "ipc:///tmp/zci%zz": parse`},
 		{name: "missing endpoint", config: "modules: [jobs]\ncluster:\n  endpoints:" + loopback,
 			want: "zeroci: config: zeroci.yaml:3: cluster.endpoints.eventhub: required: this process does not run eventhub, so it must know where to reach it"},
 		{name: "non-loopback bind without secret file", config: "modules: [eventhub]\ncluster:\n  endpoints:\n    eventhub: tcp://0.0.0.0:7301" + loopback,
@@ -157,6 +159,9 @@ func TestHTTPPortBusy(t *testing.T) {
 		t.Errorf("exit code %d, want 1", code)
 	}
 	lines := p.stderr()
+	if len(lines) == 0 {
+		t.Fatal("nothing on stderr")
+	}
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "zeroci: server: http: listen tcp "+ln.Addr().String()) ||
 		!strings.Contains(last, "address already in use") {
 		t.Errorf("last stderr line %q", last)

@@ -11,7 +11,6 @@ package modules
 
 import (
 	"context"
-	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -54,20 +53,11 @@ func Replicated(name string) bool {
 	return name == Jobs || name == API
 }
 
-// Service names on the transport are "<module>.<op>": the part before the
-// first dot names the module that serves it, which is how split deployments
-// route a request to the process running that module.
-
-// Service returns the transport service name of op on module.
+// Service returns the transport service name of op on module:
+// "<module>.<op>". The part before the first dot names the module that
+// serves it, which is how a split deployment's transport routes a request
+// to the process running that module (see internal/server).
 func Service(module, op string) string { return module + "." + op }
-
-// ModuleOf returns the module part of a service name (before the first dot).
-func ModuleOf(service string) string {
-	if i := strings.IndexByte(service, '.'); i >= 0 {
-		return service[:i]
-	}
-	return service
-}
 
 // HealthOp is the operation the host registers for every started module;
 // it answers as soon as the module has started (see HealthService).

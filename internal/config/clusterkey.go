@@ -75,20 +75,24 @@ func readKeyFile(path, origin, key string) ([]byte, error) {
 	fail := func(format string, args ...any) error {
 		return &Error{Problems: []Problem{{Origin: origin, Key: key, Msg: fmt.Sprintf(format, args...)}}}
 	}
-	f, err := os.Open(path)
+	// Stat before Open: opening a FIFO would block until a writer comes.
+	info, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fail("%s does not exist (create one with: openssl rand -hex 32 > %s; chmod 600 %s)", path, path, path)
 	}
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	defer f.Close()
-	info, err := f.Stat()
+	if !info.Mode().IsRegular() {
+		return nil, fail("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	if !info.Mode().IsRegular() {
-		return nil, fail("%s is not a regular file", path)
+	defer f.Close()
+	if info, err = f.Stat(); err != nil {
+		return nil, fail("%v", err)
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fail("%s is accessible by group or others (mode %#o); run: chmod 600 %s", path, perm, path)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -81,6 +82,13 @@ func TestClusterKeySecretFile(t *testing.T) {
 		{name: "huge", path: func(t *testing.T) string { return writeKey(t, strings.Repeat("a", 5000), 0o600) },
 			wantErr: "is over 4096 bytes"},
 		{name: "directory", path: func(t *testing.T) string { return t.TempDir() }, wantErr: "is not a regular file"},
+		{name: "fifo, refused without blocking", path: func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				t.Skipf("no FIFOs here: %v", err)
+			}
+			return p
+		}, wantErr: "is not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -232,6 +232,9 @@ func TestLoadPrecedence(t *testing.T) {
 	if _, err := Load(filepath.Join(dir, "missing.yaml"), nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
 	}
+	if _, err := Load("/dev/zero", nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "over 1048576 bytes") {
+		t.Errorf("endless file: %v", err)
+	}
 }
 
 func TestSetErrors(t *testing.T) {

@@ -21,7 +21,6 @@ const MaxIPCPath = 107
 
 // Endpoint is a parsed cluster endpoint.
 type Endpoint struct {
-	Raw    string // as written
 	Scheme string // tcp, ipc or inproc
 	Host   string // tcp only
 	Port   int    // tcp only
@@ -30,12 +29,17 @@ type Endpoint struct {
 
 // ParseEndpoint parses and checks tcp://HOST:PORT, ipc:///ABSOLUTE/PATH and
 // inproc://NAME. Port 0 is refused: another process could not find it.
+//
+// It is stricter than zmq.ValidateEndpoint (port 0, empty host) and explains
+// more, but it is not a superset of it: this package must not import the
+// transport (modules import config), so internal/server also asks
+// zmq.ValidateEndpoint before it starts anything.
 func ParseEndpoint(s string) (Endpoint, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return Endpoint{}, fmt.Errorf("%q is not an endpoint (want tcp://HOST:PORT, ipc:///PATH or inproc://NAME)", s)
 	}
-	e := Endpoint{Raw: s, Scheme: scheme}
+	e := Endpoint{Scheme: scheme}
 	if strings.IndexByte(rest, 0) >= 0 {
 		return Endpoint{}, fmt.Errorf("%q contains a NUL byte", s)
 	}

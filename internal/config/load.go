@@ -20,7 +20,7 @@ import (
 func Load(path string, environ []string) (*Config, error) {
 	c := Default()
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
@@ -32,6 +32,27 @@ func Load(path string, environ []string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// maxFile bounds what Load reads: a configuration is a few hundred bytes,
+// and --config /dev/zero must fail, not eat the memory.
+const maxFile = 1 << 20
+
+// readFile reads path, which may be a pipe (--config <(...)), up to maxFile.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFile {
+		return nil, fmt.Errorf("%s: over %d bytes; not a configuration file", path, maxFile)
+	}
+	return data, nil
 }
 
 // Parse returns the defaults overlaid with the YAML document data; name is

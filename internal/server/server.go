@@ -59,6 +59,9 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ *Serv
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkEndpoints(cfg); err != nil {
+		return nil, err
+	}
 	key, err := cfg.ClusterKey()
 	if err != nil {
 		return nil, err

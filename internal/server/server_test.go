@@ -192,6 +192,11 @@ func TestStartFailures(t *testing.T) {
 			c.Cluster.Endpoints = config.Endpoints{Eventhub: "tcp://127.0.0.1:1", Datastore: "tcp://127.0.0.1:2",
 				Blob: "tcp://127.0.0.1:3", Logging: "tcp://127.0.0.1:4", Buildscript: "tcp://127.0.0.1:5"}
 		}, want: "does not exist"},
+		{name: "endpoint the transport refuses", invalid: true, change: func(c *config.Config) {
+			c.Modules = []string{"jobs"}
+			c.Cluster.Endpoints = config.Endpoints{Eventhub: "ipc:///tmp/zci%zz", Datastore: "tcp://127.0.0.1:2",
+				Blob: "tcp://127.0.0.1:3", Logging: "tcp://127.0.0.1:4", Buildscript: "tcp://127.0.0.1:5"}
+		}, want: `cluster.endpoints.eventhub: zmq: endpoint "ipc:///tmp/zci%zz"`},
 		{name: "http port busy", change: func(c *config.Config) { c.HTTP.Addr = busy.Addr().String() },
 			want: "server: http: listen tcp"},
 	}

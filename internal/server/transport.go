@@ -31,6 +31,32 @@ func newTransport(cfg *config.Config, key []byte, log zerolog.Logger) (transport
 	return n, "zmq", nil
 }
 
+// checkEndpoints asks the ZeroMQ transport about every configured endpoint
+// of a split process, so that one it would refuse (a URL escape, a control
+// character: config.ParseEndpoint lets them through) is a configuration
+// error naming where it was set, before anything starts.
+func checkEndpoints(cfg *config.Config) error {
+	if cfg.RunsAll() {
+		return nil // endpoints are not used
+	}
+	eps := cfg.Cluster.Endpoints.ByModule()
+	var ps []config.Problem
+	for _, name := range modules.Names() {
+		ep, ok := eps[name]
+		if !ok {
+			continue
+		}
+		if err := zmq.ValidateEndpoint(ep); err != nil {
+			key := "cluster.endpoints." + name
+			ps = append(ps, config.Problem{Origin: cfg.Origin(key), Key: key, Msg: err.Error()})
+		}
+	}
+	if len(ps) > 0 {
+		return &config.Error{Problems: ps}
+	}
+	return nil
+}
+
 // zmqConfig wires a split process: it binds (and brokers) the endpoints of
 // the modules it runs; a request for service "<module>.<op>" goes to that
 // module's endpoint, and services of modules without an endpoint (the
