@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +56,20 @@ func TestConformance(t *testing.T) {
 
 // ---- inproc-specific tests (beyond the conformance suite) ----
 
+// newNodes returns k nodes of a fresh network. They are closed at the
+// test's cleanup, after which no goroutine may be left.
+func newNodes(t *testing.T, k int) (*Network, []transport.Transport) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first: runs last
+	net := NewNetwork()
+	nodes := make([]transport.Transport, k)
+	for i := range nodes {
+		n := net.Node()
+		t.Cleanup(func() { n.Close() })
+		nodes[i] = n
+	}
+	return net, nodes
+}
+
 func ctx10s(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -65,11 +79,8 @@ func ctx10s(t *testing.T) context.Context {
 // TestManySubscriptions: 10k idle subscriptions cost little, a publish
 // reaches only the matching ones, and closing them empties the index.
 func TestManySubscriptions(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	net := NewNetwork()
-	sn, pn := net.Node(), net.Node()
-	defer sn.Close()
-	defer pn.Close()
+	net, nodes := newNodes(t, 2)
+	sn, pn := nodes[0], nodes[1]
 	ctx := ctx10s(t)
 	const n = 10_000
 	var before, after runtime.MemStats
@@ -117,11 +128,8 @@ func TestManySubscriptions(t *testing.T) {
 // TestSubscribeChurn: subscriptions come and go concurrently with
 // publishing; a steady subscription still gets every message in order.
 func TestSubscribeChurn(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	net := NewNetwork()
-	pub, sn := net.Node(), net.Node()
-	defer pub.Close()
-	defer sn.Close()
+	_, nodes := newNodes(t, 2)
+	pub, sn := nodes[0], nodes[1]
 	ctx := ctx10s(t)
 	const msgs = 5000
 	steady, err := sn.Subscribe(ctx, "churn.", transport.WithQueueSize(msgs))
@@ -171,18 +179,15 @@ func TestSubscribeChurn(t *testing.T) {
 
 // TestBalancerEdges: cases the conformance suite cannot set up portably.
 func TestBalancerEdges(t *testing.T) {
-	defer goleak.VerifyNone(t)
 	t.Run("nil handler", func(t *testing.T) {
-		n := NewNetwork().Node()
-		defer n.Close()
-		if _, err := n.Serve("x", nil); err == nil {
+		_, nodes := newNodes(t, 1)
+		if _, err := nodes[0].Serve("x", nil); err == nil {
 			t.Fatal("Serve with a nil handler succeeded")
 		}
 	})
 	t.Run("idempotent with no other replica", func(t *testing.T) {
-		net := NewNetwork()
-		a, b := net.Node(), net.Node()
-		defer b.Close()
+		_, nodes := newNodes(t, 2)
+		a, b := nodes[0], nodes[1]
 		started := make(chan struct{})
 		if _, err := a.Serve("only", func(ctx context.Context, _ []byte) ([]byte, error) {
 			close(started)
@@ -191,22 +196,25 @@ func TestBalancerEdges(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+		ctx := ctx10s(t)
 		res := make(chan error, 1)
 		go func() {
-			_, err := b.Request(ctx10s(t), "only", nil, transport.Idempotent())
+			_, err := b.Request(ctx, "only", nil, transport.Idempotent())
 			res <- err
 		}()
-		<-started
+		select {
+		case <-started:
+		case err := <-res:
+			t.Fatalf("request ended before reaching the replica: %v", err)
+		}
 		a.Close()
 		if err := <-res; !errors.Is(err, transport.ErrResponderLost) {
 			t.Fatalf("got %v, want ErrResponderLost", err)
 		}
 	})
 	t.Run("waiters fail when the last replica closes", func(t *testing.T) {
-		net := NewNetwork()
-		a, b := net.Node(), net.Node()
-		defer a.Close()
-		defer b.Close()
+		net, nodes := newNodes(t, 2)
+		a, b := nodes[0], nodes[1]
 		started := make(chan struct{}, 1)
 		svc, err := a.Serve("one", func(ctx context.Context, _ []byte) ([]byte, error) {
 			started <- struct{}{}
@@ -216,11 +224,16 @@ func TestBalancerEdges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ctx := ctx10s(t)
 		first := make(chan error, 1)
-		go func() { _, err := b.Request(ctx10s(t), "one", nil); first <- err }()
-		<-started
+		go func() { _, err := b.Request(ctx, "one", nil); first <- err }()
+		select {
+		case <-started:
+		case err := <-first:
+			t.Fatalf("first request ended before reaching the replica: %v", err)
+		}
 		second := make(chan error, 1)
-		go func() { _, err := b.Request(ctx10s(t), "one", nil); second <- err }()
+		go func() { _, err := b.Request(ctx, "one", nil); second <- err }()
 		// Wait until the second request waits at the balancer.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
@@ -252,10 +265,9 @@ func TestBalancerEdges(t *testing.T) {
 		}
 	})
 	t.Run("reply after the deadline is a deadline error", func(t *testing.T) {
-		net := NewNetwork()
-		a := net.Node()
-		defer a.Close()
-		// The handler ignores ctx and replies late.
+		_, nodes := newNodes(t, 1)
+		a := nodes[0]
+		// The handler replies late, once its ctx has ended.
 		if _, err := a.Serve("late", func(ctx context.Context, _ []byte) ([]byte, error) {
 			<-ctx.Done()
 			return []byte("late"), nil
@@ -273,128 +285,62 @@ func TestBalancerEdges(t *testing.T) {
 	})
 }
 
-// ---- benchmarks ----
-
-// BenchmarkPubSub: one publisher node, one subscription on another node.
-// "lossless" makes the publisher yield while the subscription's queue is
-// full (inproc's Publish never blocks), so every message is delivered and
-// msg/s compares with BenchmarkGoChannel; "dropping" publishes flat out and
-// reports delivered msg/s and the dropped fraction.
-func BenchmarkPubSub(b *testing.B) {
-	for _, size := range []int{100, 4096} {
-		for _, lossless := range []bool{true, false} {
-			mode := "dropping"
-			if lossless {
-				mode = "lossless"
+// TestRequestToOwnReplicaOnClose: a node's Close loses the requests its own
+// replicas are handling for it; its callers get ErrClosed (every blocked
+// call of a closed node does), never ErrResponderLost, and an idempotent
+// one is not retried on another node's replica. (This pins the order in
+// Close: the node is marked closed before its replicas are lost.)
+func TestRequestToOwnReplicaOnClose(t *testing.T) {
+	for _, idempotent := range []bool{false, true} {
+		t.Run(fmt.Sprint("idempotent=", idempotent), func(t *testing.T) {
+			_, nodes := newNodes(t, 2)
+			self, other := nodes[0], nodes[1]
+			started := make(chan struct{}, 1)
+			if _, err := self.Serve("own", func(ctx context.Context, _ []byte) ([]byte, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}); err != nil {
+				t.Fatal(err)
 			}
-			b.Run(fmt.Sprintf("%dB/%s", size, mode), func(b *testing.B) {
-				net := NewNetwork()
-				pub, sn := net.Node(), net.Node()
-				defer pub.Close()
-				defer sn.Close()
-				ctx := context.Background()
-				s, err := sn.Subscribe(ctx, "bench.")
-				if err != nil {
-					b.Fatal(err)
-				}
-				q := s.(*subscription).q
-				data := make([]byte, size)
-				done := make(chan struct{})
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				go func() {
-					defer close(done)
-					var seen uint64
-					for seen < uint64(b.N) {
-						_, err := s.Next(ctx)
-						if err != nil {
-							seen += err.(*transport.MissedError).Count
-							continue
-						}
-						seen++
-					}
-				}()
-				for i := 0; i < b.N; i++ {
-					for lossless && q.Len() >= transport.DefaultQueueSize {
-						runtime.Gosched()
-					}
-					pub.Publish(ctx, "bench.topic", data)
-				}
-				<-done
-				b.StopTimer()
-				delivered := uint64(b.N) - q.Dropped()
-				b.ReportMetric(float64(delivered)/b.Elapsed().Seconds(), "msg/s")
-				b.ReportMetric(float64(q.Dropped())/float64(b.N), "dropped/op")
-			})
-		}
-	}
-}
-
-// BenchmarkGoChannel is the baseline: a buffered channel of the same
-// capacity, "bare" passing the same slice each time, "copy" copying the
-// payload per message as the transport contract requires.
-func BenchmarkGoChannel(b *testing.B) {
-	for _, size := range []int{100, 4096} {
-		for _, copying := range []bool{false, true} {
-			mode := "bare"
-			if copying {
-				mode = "copy"
+			var otherCalls atomic.Int32
+			if _, err := other.Serve("own", func(context.Context, []byte) ([]byte, error) {
+				otherCalls.Add(1)
+				return []byte("other"), nil
+			}, transport.WithConcurrency(1)); err != nil {
+				t.Fatal(err)
 			}
-			b.Run(fmt.Sprintf("%dB/%s", size, mode), func(b *testing.B) {
-				ch := make(chan transport.Message, transport.DefaultQueueSize)
-				data := make([]byte, size)
-				done := make(chan struct{})
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				go func() {
-					defer close(done)
-					for i := 0; i < b.N; i++ {
-						<-ch
+			// Both replicas are idle, so the balancer may pick either:
+			// send until the node's own replica holds a request.
+			var opts []transport.RequestOption
+			if idempotent {
+				opts = append(opts, transport.Idempotent())
+			}
+			ctx := ctx10s(t)
+			res := make(chan error, 1)
+			go func() {
+				for {
+					r, err := self.Request(ctx, "own", nil, opts...)
+					if err == nil && string(r) == "other" {
+						continue // answered by the other replica: try again
 					}
-				}()
-				for i := 0; i < b.N; i++ {
-					d := data
-					if copying {
-						d = make([]byte, len(data))
-						copy(d, data)
-					}
-					ch <- transport.Message{Topic: "bench.topic", Data: d}
+					res <- err
+					return
 				}
-				<-done
-				b.StopTimer()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-			})
-		}
+			}()
+			select {
+			case <-started:
+			case err := <-res:
+				t.Fatalf("request ended before reaching the node's own replica: %v", err)
+			}
+			before := otherCalls.Load()
+			self.Close()
+			if err := <-res; !errors.Is(err, transport.ErrClosed) {
+				t.Fatalf("request on the closing node's own replica: %v, want ErrClosed", err)
+			}
+			if n := otherCalls.Load() - before; n != 0 {
+				t.Fatalf("the closed node's request was retried on the other node (%d calls)", n)
+			}
+		})
 	}
-}
-
-// BenchmarkRequestReply: sequential 100-byte requests from one node to an
-// echo replica on another; reports latency percentiles.
-func BenchmarkRequestReply(b *testing.B) {
-	net := NewNetwork()
-	server, caller := net.Node(), net.Node()
-	defer server.Close()
-	defer caller.Close()
-	if _, err := server.Serve("echo", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	data := make([]byte, 100)
-	lat := make([]time.Duration, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		if _, err := caller.Request(ctx, "echo", data); err != nil {
-			b.Fatal(err)
-		}
-		lat[i] = time.Since(t0)
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }

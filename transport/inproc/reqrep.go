@@ -295,6 +295,13 @@ func (n *node) Request(ctx context.Context, service string, data []byte, opts ..
 		select {
 		case <-c.done:
 			if c.lost {
+				if n.closed.Load() {
+					// Lost to this node's own Close: n.done is closed
+					// first, but when the caller was not yet parked both
+					// cases are ready and select may pick this one. A
+					// closed node's calls end with ErrClosed, unretried.
+					return nil, errClosed("request")
+				}
 				if o.Idempotent && attempt == 0 {
 					continue
 				}

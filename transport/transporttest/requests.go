@@ -484,17 +484,7 @@ func testConcurrencyLimit(t *testing.T, _ Features, c Cluster) {
 	// its deadline, or until the slot frees.
 	release := make(chan struct{})
 	started := make(chan struct{}, 4)
-	mustServe(t, server, "lim1", func(ctx context.Context, req []byte) ([]byte, error) {
-		if string(req) == "hold" {
-			started <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return req, nil
-	}, transport.WithConcurrency(1))
+	mustServe(t, server, "lim1", holder(started, release, "lim1"), transport.WithConcurrency(1))
 	awaitService(t, caller, "lim1", []byte("x"))
 	held := make(chan error, 1)
 	go func() {
@@ -524,6 +514,23 @@ func testConcurrencyLimit(t *testing.T, _ Features, c Cluster) {
 		case <-time.After(2 * waitTimeout):
 			t.Fatalf("%s still blocked after the slot was released", name)
 		}
+	}
+}
+
+// holder is a handler that holds each "hold" request (after sending on
+// started) until release is closed or its ctx ends, and answers every
+// request it does not fail with reply.
+func holder(started chan<- struct{}, release <-chan struct{}, reply string) transport.Handler {
+	return func(ctx context.Context, req []byte) ([]byte, error) {
+		if string(req) == "hold" {
+			started <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return []byte(reply), nil
 	}
 }
 
@@ -719,17 +726,7 @@ func testLeastBusy(t *testing.T, _ Features, c Cluster) {
 	caller := c.Node(t)
 	release := make(chan struct{})
 	started := make(chan struct{}, 3)
-	mustServe(t, busyNode, "lb2", func(ctx context.Context, req []byte) ([]byte, error) {
-		if string(req) == "hold" {
-			started <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return []byte("busy"), nil
-	})
+	mustServe(t, busyNode, "lb2", holder(started, release, "busy"))
 	awaitService(t, caller, "lb2", []byte("x"))
 	held := make(chan error, 3)
 	for i := 0; i < 3; i++ {

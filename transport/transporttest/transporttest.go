@@ -34,10 +34,6 @@ type Features struct {
 	// Restart: the hub can be restarted at the same address, so the peer
 	// restart and reconnection tests run.
 	Restart bool
-	// LeakOptions are extra goleak options, only for goroutines a third-party
-	// library is known to leave behind and the implementation cannot stop
-	// (say which in a comment where you pass them).
-	LeakOptions []goleak.Option
 }
 
 // Cluster builds the nodes of one cluster. The hub is the node where service
@@ -113,8 +109,7 @@ func TestTransport(t *testing.T, f Features, newCluster NewCluster) {
 			ignore := goleak.IgnoreCurrent()
 			// Registered first, so it runs last: after the cluster's cleanups.
 			t.Cleanup(func() {
-				opts := append([]goleak.Option{ignore}, f.LeakOptions...)
-				if err := goleak.Find(opts...); err != nil {
+				if err := goleak.Find(ignore); err != nil {
 					t.Errorf("goroutines left after the cluster's nodes were closed: %v", err)
 				}
 			})
