@@ -123,7 +123,8 @@ type Requester interface {
 // Responder registers request handlers.
 type Responder interface {
 	// Serve registers h as one replica of service. Several replicas of a
-	// service (in one process or many) share its requests.
+	// service (in one process or many) share its requests. A nil h is a
+	// programming error, reported as a plain error.
 	Serve(service string, h Handler, opts ...ServeOption) (Service, error)
 }
 
