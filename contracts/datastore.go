@@ -380,9 +380,10 @@ func (m PlanBuild) Validate() error {
 	)
 }
 
-// UpdateBuild sets a build's status, e.g. error with the reason when its
-// pipeline file is invalid, or the final status once its jobs are done
-// (datastore.update_build → datastore.build).
+// UpdateBuild sets a build's final status, e.g. error with the reason
+// when its pipeline file is invalid, or the result once its jobs are done
+// (datastore.update_build → datastore.build). A build becomes running by
+// PlanBuild, so Status is one of the final statuses.
 type UpdateBuild struct {
 	Repo   string      `json:"repo"`
 	Number int64       `json:"number"`
@@ -396,9 +397,20 @@ func (m UpdateBuild) Validate() error {
 	return validate(TypeUpdateBuild,
 		field("repo", checkRepoName(m.Repo)),
 		field("number", checkBuildNumber(m.Number)),
-		field("status", m.Status.check()),
+		field("status", checkFinal(m.Status)),
 		field("error", checkText(m.Error, MaxBuildError, true)),
 	)
+}
+
+// checkFinal requires a final build status.
+func checkFinal(s BuildStatus) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if !s.Terminal() {
+		return problem("%s is not a final status (success|failure|canceled|error)", quote(string(s)))
+	}
+	return nil
 }
 
 // UpdateJob moves a job to a new status (datastore.update_job →
@@ -409,6 +421,7 @@ type UpdateJob struct {
 	Status   JobStatus `json:"status"`
 	Attempt  int       `json:"attempt,omitempty"`   // required for queued, running, success and failure
 	RunnerID string    `json:"runner_id,omitempty"` // the runner, when running or done
+	LeaseID  ID        `json:"lease_id,omitzero"`   // the runner's lease, when running
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // why it is pending, blocked, skipped, failed...
 	Time     time.Time `json:"time"`

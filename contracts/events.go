@@ -16,6 +16,7 @@ const (
 	TypeBuildStarted   = "build.started"
 	TypeBuildCanceled  = "build.canceled"
 	TypeBuildFinished  = "build.finished"
+	TypeJobPending     = "job.pending"
 	TypeJobQueued      = "job.queued"
 	TypeJobBlocked     = "job.blocked"
 	TypeJobApproved    = "job.approved"
@@ -174,6 +175,10 @@ func (e Event) checkSubject(level SubjectLevel) error {
 type RepoCreated struct {
 	URL           string `json:"url"`
 	DefaultBranch string `json:"default_branch"`
+	PollSeconds   int64  `json:"poll_seconds,omitempty"` // 0: not polled
+	// WebhookSecret is the repository's webhook secret sealed by the data
+	// store (see Sealed); empty when it has none.
+	WebhookSecret Sealed `json:"webhook_secret,omitempty"`
 }
 
 func (RepoCreated) MessageType() string { return TypeRepoCreated }
@@ -182,6 +187,8 @@ func (m RepoCreated) Validate() error {
 	return validate(TypeRepoCreated,
 		field("url", checkURL(m.URL)),
 		field("default_branch", checkRef(m.DefaultBranch)),
+		field("poll_seconds", checkPoll(m.PollSeconds)),
+		field("webhook_secret", optSealed(m.WebhookSecret)),
 	)
 }
 
@@ -220,11 +227,11 @@ type BuildQueued struct{}
 func (BuildQueued) MessageType() string { return TypeBuildQueued }
 func (BuildQueued) Validate() error     { return nil }
 
-// BuildStarted: the pipeline was read at Commit and its jobs created
-// (build.started).
+// BuildStarted: the pipeline was read at Commit and its jobs created,
+// all pending but the manual ones, which are blocked (build.started).
 type BuildStarted struct {
-	Commit string   `json:"commit"` // the full commit id
-	Jobs   []string `json:"jobs"`   // the jobs' names, in pipeline order
+	Commit string       `json:"commit"` // the full commit id
+	Jobs   []PlannedJob `json:"jobs"`   // in pipeline order; a DAG by depends_on
 }
 
 func (BuildStarted) MessageType() string { return TypeBuildStarted }
@@ -232,8 +239,24 @@ func (BuildStarted) MessageType() string { return TypeBuildStarted }
 func (m BuildStarted) Validate() error {
 	return validate(TypeBuildStarted,
 		field("commit", checkCommit(m.Commit)),
-		field("jobs", unique(m.Jobs, MaxJobs, checkJobName)),
+		field("jobs", checkPlannedJobs(m.Jobs)),
 	)
+}
+
+// checkPlannedJobs checks a non-empty job graph.
+func checkPlannedJobs(jobs []PlannedJob) error {
+	ids := make([]string, len(jobs))
+	deps := make([][]string, len(jobs))
+	for i, j := range jobs {
+		ids[i], deps[i] = j.ID, j.DependsOn
+	}
+	if err := checkJobGraph(ids, deps); err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		return problem("required: a pipeline without jobs fails with update_build")
+	}
+	return nil
 }
 
 // BuildCanceled: a user asked to cancel the build (build.canceled); it
@@ -257,14 +280,23 @@ type BuildFinished struct {
 func (BuildFinished) MessageType() string { return TypeBuildFinished }
 
 func (m BuildFinished) Validate() error {
-	status := m.Status.check()
-	if status == nil && !m.Status.Terminal() {
-		status = problem("%s is not a final status (success|failure|canceled|error)", quote(string(m.Status)))
-	}
 	return validate(TypeBuildFinished,
-		field("status", status),
+		field("status", checkFinal(m.Status)),
 		field("error", checkText(m.Error, MaxBuildError, true)),
 	)
+}
+
+// JobPending: the job waits, for the reason given: a dependency, a
+// runner with matching labels, a free runner... (job.pending). The
+// scheduler publishes it whenever the reason changes.
+type JobPending struct {
+	Reason string `json:"reason"`
+}
+
+func (JobPending) MessageType() string { return TypeJobPending }
+
+func (m JobPending) Validate() error {
+	return validate(TypeJobPending, field("reason", all(nonEmpty(m.Reason), checkReason(m.Reason))))
 }
 
 // JobQueued: the job is ready and waits for a runner (job.queued).
@@ -304,6 +336,9 @@ func (m JobApproved) Validate() error {
 type JobStarted struct {
 	RunnerID string `json:"runner_id"`
 	Attempt  int    `json:"attempt"`
+	// LeaseID is the lease the runner holds the job under: the data
+	// store gives the job's secrets only to a request that shows it.
+	LeaseID ID `json:"lease_id,omitzero"`
 }
 
 func (JobStarted) MessageType() string { return TypeJobStarted }
@@ -320,7 +355,7 @@ type JobFinished struct {
 	Status     JobStatus `json:"status"`              // success, failure, canceled or error
 	ExitCode   *int      `json:"exit_code,omitempty"` // absent if the script did not exit by itself
 	Reason     string    `json:"reason,omitempty"`    // e.g. "timeout after 10m0s"
-	Attempt    int       `json:"attempt"`
+	Attempt    int       `json:"attempt"`             // 0 if it never reached a runner (canceled while pending, error)
 	DurationMs int64     `json:"duration_ms"`
 }
 
@@ -331,7 +366,7 @@ func (m JobFinished) Validate() error {
 		field("status", m.Status.checkResult()),
 		field("exit_code", checkExitCode(m.ExitCode)),
 		field("reason", checkReason(m.Reason)),
-		field("attempt", checkAttempt(m.Attempt)),
+		field("attempt", between(m.Attempt, 0, maxAttempts)),
 		field("duration_ms", nonNegative(m.DurationMs)),
 	)
 }
@@ -365,23 +400,31 @@ func (m LogClosed) Validate() error {
 	)
 }
 
-// SecretSet: a repo secret was set (secret.set). It carries the name
-// only, never the value.
+// SecretSet: a repo secret was set (secret.set). It carries the name and
+// the value sealed by the data store (see Sealed), never the value itself.
 type SecretSet struct {
-	Name string `json:"name"`
+	Name  string `json:"name"`
+	Value Sealed `json:"value"`
 }
 
 func (SecretSet) MessageType() string { return TypeSecretSet }
 
 func (m SecretSet) Validate() error {
-	return validate(TypeSecretSet, field("name", checkEnvName(m.Name)))
+	return validate(TypeSecretSet,
+		field("name", checkEnvName(m.Name)),
+		field("value", checkSealed(m.Value)),
+	)
 }
 
 // TokenCreated: an API token was created (token.created). It carries the
-// name and scope, never the token or its hash.
+// name, scope and TokenHash of the token, never the token: the hash of a
+// random 256-bit token can neither be reversed nor used to authenticate
+// (the api hashes what it is shown), and the data store rebuilds its
+// token table from it.
 type TokenCreated struct {
 	Name  string     `json:"name"`
 	Scope TokenScope `json:"scope"`
+	Hash  string     `json:"hash"`
 }
 
 func (TokenCreated) MessageType() string { return TypeTokenCreated }
@@ -390,5 +433,6 @@ func (m TokenCreated) Validate() error {
 	return validate(TypeTokenCreated,
 		field("name", checkRepoName(m.Name)),
 		field("scope", m.Scope.check()),
+		field("hash", checkSHA256(m.Hash)),
 	)
 }

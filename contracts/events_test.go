@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -18,11 +19,11 @@ func TestNewEvent(t *testing.T) {
 		{"build", Subject{Repo: "web", Build: 3}, BuildQueued{}, ""},
 		{"job", Subject{Repo: "web", Build: 3, Job: "test"}, JobStarted{RunnerID: "r1", Attempt: 1}, ""},
 		{"log", Subject{Repo: "web", Build: 3, Job: "test"}, LogClosed{BlobKey: "logs/x"}, ""},
-		{"none", Subject{}, TokenCreated{Name: "ci", Scope: ScopeRead}, ""},
-		{"token with repo", Subject{Repo: "web"}, TokenCreated{Name: "ci", Scope: ScopeRead}, "repo"},
+		{"none", Subject{}, TokenCreated{Name: "ci", Scope: ScopeRead, Hash: TokenHash("x")}, ""},
+		{"token with repo", Subject{Repo: "web"}, TokenCreated{Name: "ci", Scope: ScopeRead, Hash: TokenHash("x")}, "repo"},
 		{"repo event without repo", Subject{}, RepoDeleted{}, "repo"},
-		{"repo event with build", Subject{Repo: "web", Build: 1}, SecretSet{Name: "A"}, "build"},
-		{"build event without build", Subject{Repo: "web"}, BuildStarted{Commit: commit40}, "build"},
+		{"repo event with build", Subject{Repo: "web", Build: 1}, SecretSet{Name: "A", Value: Sealed(base64.StdEncoding.EncodeToString(make([]byte, 40)))}, "build"},
+		{"build event without build", Subject{Repo: "web"}, BuildStarted{Commit: commit40, Jobs: []PlannedJob{{ID: "a"}}}, "build"},
 		{"build event with job", Subject{Repo: "web", Build: 1, Job: "x"}, BuildQueued{}, "job"},
 		{"job event without job", Subject{Repo: "web", Build: 1}, JobSkipped{Reason: "r"}, "job"},
 		{"bad repo", Subject{Repo: "Web", Build: 1, Job: "x"}, JobQueued{Attempt: 1}, "repo"},

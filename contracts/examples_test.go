@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -93,30 +94,33 @@ func examples(tb testing.TB) map[string]example {
 	badEvent.Payload = []byte(`{"status":"running"}`)
 	unstored := storedEvent(tb, 0)
 
+	sealed := Sealed(base64.StdEncoding.EncodeToString(make([]byte, 12+16+5)))
 	return map[string]example{
 		TypeError: {valid: Error{Code: CodeNotFound, Message: `repo "web" not found`},
 			invalid: Error{Code: "nope", Message: "x"}, field: "code"},
 		TypeOK: {valid: OK{}, invalidJSON: `{"unexpected":true}`},
 
-		TypeRepoCreated: {valid: RepoCreated{URL: "git@github.com:acme/web.git", DefaultBranch: "main"},
+		TypeRepoCreated: {valid: RepoCreated{URL: "git@github.com:acme/web.git", DefaultBranch: "main", PollSeconds: 60, WebhookSecret: sealed},
 			invalid: RepoCreated{URL: "-oProxyCommand=x", DefaultBranch: "main"}, field: "url"},
 		TypeRepoDeleted: {valid: RepoDeleted{}, invalidJSON: `{"name":"web"}`},
 		TypeBuildTriggered: {valid: BuildTriggered{Ref: "refs/tags/v1.2.0", Commit: "abc1234", Params: map[string]string{"A": "1"}, Event: TriggerWebhook, User: "octocat"},
 			invalid: BuildTriggered{Ref: "main", Event: "cron"}, field: "event"},
 		TypeBuildQueued: {valid: BuildQueued{}, invalidJSON: `[]`},
-		TypeBuildStarted: {valid: BuildStarted{Commit: commit40, Jobs: []string{"build", "test"}},
-			invalid: BuildStarted{Commit: commit40, Jobs: []string{"build", "build"}}, field: "jobs[1]"},
+		TypeBuildStarted: {valid: BuildStarted{Commit: commit40, Jobs: []PlannedJob{{ID: "build"}, {ID: "test", DependsOn: []string{"build"}, Manual: true}}},
+			invalid: BuildStarted{Commit: commit40, Jobs: []PlannedJob{{ID: "build"}, {ID: "build"}}}, field: "jobs[1].id"},
 		TypeBuildCanceled: {valid: BuildCanceled{User: "admin"},
 			invalid: BuildCanceled{User: "a\x00b"}, field: "user"},
 		TypeBuildFinished: {valid: BuildFinished{Status: BuildStatusError, Error: "pipeline.yaml:3: unknown key \"scirpt\"\n"},
 			invalid: BuildFinished{Status: BuildStatusRunning}, field: "status"},
+		TypeJobPending: {valid: JobPending{Reason: "waiting for dependency build"},
+			invalid: JobPending{}, field: "reason"},
 		TypeJobQueued: {valid: JobQueued{Attempt: 2},
 			invalid: JobQueued{}, field: "attempt"},
 		TypeJobBlocked: {valid: JobBlocked{Reason: "manual: waiting for approval"},
 			invalid: JobBlocked{}, field: "reason"},
 		TypeJobApproved: {valid: JobApproved{User: "admin"},
 			invalid: JobApproved{User: strings.Repeat("u", 200)}, field: "user"},
-		TypeJobStarted: {valid: JobStarted{RunnerID: "runner-1.eu", Attempt: 1},
+		TypeJobStarted: {valid: JobStarted{RunnerID: "runner-1.eu", Attempt: 1, LeaseID: NewID(time.Now())},
 			invalid: JobStarted{RunnerID: "-r", Attempt: 1}, field: "runner_id"},
 		TypeJobFinished: {valid: JobFinished{Status: JobStatusFailure, ExitCode: intp(2), Reason: "exit status 2", Attempt: 1, DurationMs: 1500},
 			invalid: JobFinished{Status: JobStatusSkipped, Attempt: 1}, field: "status"},
@@ -124,9 +128,9 @@ func examples(tb testing.TB) map[string]example {
 			invalid: JobSkipped{Reason: "two\nlines"}, field: "reason"},
 		TypeLogClosed: {valid: LogClosed{Lines: 120, Bytes: 4096, BlobKey: "logs/web/7/test.log", Truncated: true},
 			invalid: LogClosed{Lines: 1, Bytes: 1, BlobKey: "logs/../etc/passwd"}, field: "blob_key"},
-		TypeSecretSet: {valid: SecretSet{Name: "deploy_token"},
-			invalid: SecretSet{Name: "deploy-token"}, field: "name"},
-		TypeTokenCreated: {valid: TokenCreated{Name: "ci-bot", Scope: ScopeWrite},
+		TypeSecretSet: {valid: SecretSet{Name: "deploy_token", Value: sealed},
+			invalid: SecretSet{Name: "deploy_token", Value: "c2hvcnQ="}, field: "value"},
+		TypeTokenCreated: {valid: TokenCreated{Name: "ci-bot", Scope: ScopeWrite, Hash: TokenHash("t")},
 			invalid: TokenCreated{Name: "ci-bot", Scope: "root"}, field: "scope"},
 
 		TypePublishEvent: {valid: PublishEvent{Event: unstored},

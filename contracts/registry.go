@@ -133,6 +133,7 @@ func buildRegistry() map[string]TypeInfo {
 		event[BuildCanceled](SubjectBuild),
 		event[BuildFinished](SubjectBuild),
 		event[JobQueued](SubjectJob),
+		event[JobPending](SubjectJob),
 		event[JobBlocked](SubjectJob),
 		event[JobApproved](SubjectJob),
 		event[JobStarted](SubjectJob),

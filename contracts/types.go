@@ -1,5 +1,7 @@
 package contracts
 
+import "encoding/base64"
+
 import "fmt"
 
 // BuildStatus is a build's status (SPEC.md §4):
@@ -178,4 +180,42 @@ func checkSecret(s Secret) error {
 		return problem("must be valid UTF-8 without control characters other than tab and newlines")
 	}
 	return nil
+}
+
+// MaxSealed bounds a Sealed value: a secret of up to MaxSecretLen bytes
+// with its nonce and tag, base64-encoded.
+const MaxSealed = 2*MaxSecretLen + 256
+
+// Sealed is a secret encrypted by the data store (AES-256-GCM under the
+// data store's key, which never leaves it), standard base64 of nonce ||
+// ciphertext || tag. Events carry secrets only sealed, so the event log
+// can rebuild the data store's secret tables without holding a readable
+// secret; only the data store can open one.
+type Sealed string
+
+func checkSealed(s Sealed) error {
+	switch {
+	case s == "":
+		return problem("required")
+	case len(s) > MaxSealed:
+		return problem("%d bytes, max %d", len(s), MaxSealed)
+	}
+	raw, err := base64.StdEncoding.DecodeString(string(s))
+	if err != nil {
+		return problem("not standard base64")
+	}
+	if len(raw) < sealedOverhead {
+		return problem("%d bytes sealed, want at least %d (nonce and tag)", len(raw), sealedOverhead)
+	}
+	return nil
+}
+
+// sealedOverhead is AES-GCM's nonce and tag.
+const sealedOverhead = 12 + 16
+
+func optSealed(s Sealed) error {
+	if s == "" {
+		return nil
+	}
+	return checkSealed(s)
 }
