@@ -30,6 +30,7 @@ type Config struct {
 	Cluster Cluster `yaml:"cluster"`
 	// DataDir holds the process's files (database, blobs, keys).
 	DataDir   string    `yaml:"data_dir"`
+	Eventhub  Eventhub  `yaml:"eventhub"`
 	Datastore Datastore `yaml:"datastore"`
 	Blob      Blob      `yaml:"blob"`
 	HTTP      HTTP      `yaml:"http"`
@@ -61,6 +62,20 @@ type Endpoints struct {
 	API         string `yaml:"api"`
 }
 
+// Eventhub configures the event hub's durable log.
+type Eventhub struct {
+	// Backend is files (default: segment files under data_dir) or
+	// postgres (a table; the hub then keeps no local state, and a second
+	// hub process can take over).
+	Backend string `yaml:"backend"`
+	// DSN is the database for backend postgres.
+	DSN string `yaml:"dsn"`
+	// Retention, if set, is a Go duration ("720h"): events older than it
+	// are removed, and readers that ask for them get a "too old" error.
+	// Empty keeps every event (the data store is rebuilt from the log).
+	Retention string `yaml:"retention"`
+}
+
 // Datastore configures the data store module.
 type Datastore struct {
 	// Driver is sqlite (default, a file in data_dir) or postgres.
@@ -68,6 +83,10 @@ type Datastore struct {
 	// DSN is the database to open; required for postgres. For sqlite the
 	// default is a file under data_dir.
 	DSN string `yaml:"dsn"`
+	// KeyFile holds the key that seals secrets at rest: 64 hex digits
+	// (AES-256). Default: data_dir/datastore/secrets.key, created on
+	// first start.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Blob configures blob storage.
@@ -104,6 +123,9 @@ type Jobs struct {
 const (
 	All = "all" // Modules: every module
 
+	EventsFiles    = "files"
+	EventsPostgres = "postgres"
+
 	DriverSQLite   = "sqlite"
 	DriverPostgres = "postgres"
 
@@ -132,6 +154,7 @@ func Default() *Config {
 	return &Config{
 		Modules:   []string{All},
 		DataDir:   DefaultDataDir,
+		Eventhub:  Eventhub{Backend: EventsFiles},
 		Datastore: Datastore{Driver: DriverSQLite},
 		Blob:      Blob{Backend: BackendFS},
 		HTTP:      HTTP{Addr: DefaultHTTPAddr},

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zeroci/zeroci/modules"
 )
@@ -55,6 +56,24 @@ func (c *Config) Validate() error {
 
 	if strings.TrimSpace(c.DataDir) == "" {
 		ps.add("data_dir", "must not be empty")
+	}
+
+	switch c.Eventhub.Backend {
+	case EventsFiles:
+		if c.Eventhub.DSN != "" {
+			ps.add("eventhub.dsn", "applies only to backend %s, and backend is %s", EventsPostgres, EventsFiles)
+		}
+	case EventsPostgres:
+		if c.Eventhub.DSN == "" {
+			ps.add("eventhub.dsn", "required for backend postgres (postgres://USER@HOST/DB?sslmode=...)")
+		}
+	default:
+		ps.add("eventhub.backend", "%q is not a backend (want %s or %s)", c.Eventhub.Backend, EventsFiles, EventsPostgres)
+	}
+	if r := c.Eventhub.Retention; r != "" {
+		if d, err := time.ParseDuration(r); err != nil || d < time.Hour {
+			ps.add("eventhub.retention", "%q: want a duration of at least 1h, such as 720h", r)
+		}
 	}
 
 	switch c.Datastore.Driver {

@@ -1,12 +1,20 @@
 package server
 
 import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/zeroci/zeroci/internal/config"
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/modules/api"
 	"github.com/zeroci/zeroci/modules/blob"
 	"github.com/zeroci/zeroci/modules/buildscript"
 	"github.com/zeroci/zeroci/modules/datastore"
 	"github.com/zeroci/zeroci/modules/eventhub"
+	"github.com/zeroci/zeroci/modules/eventhub/eventlog"
+	"github.com/zeroci/zeroci/modules/eventhub/eventlog/filelog"
+	"github.com/zeroci/zeroci/modules/eventhub/eventlog/pglog"
 	"github.com/zeroci/zeroci/modules/jobs"
 	"github.com/zeroci/zeroci/modules/logging"
 )
@@ -23,20 +31,20 @@ type ModuleInfo struct {
 type entry struct {
 	name    string
 	summary string
-	new     func() modules.Module
+	new     func(cfg *config.Config) modules.Module
 }
 
 // registry lists every module in start order (modules.Names). It is the one
 // place that imports the module packages.
 func registry() []entry {
 	return []entry{
-		{modules.Eventhub, eventhub.Summary, eventhub.New},
-		{modules.Datastore, datastore.Summary, datastore.New},
-		{modules.Blob, blob.Summary, blob.New},
-		{modules.Logging, logging.Summary, logging.New},
-		{modules.Buildscript, buildscript.Summary, buildscript.New},
-		{modules.Jobs, jobs.Summary, jobs.New},
-		{modules.API, api.Summary, api.New},
+		{modules.Eventhub, eventhub.Summary, func(cfg *config.Config) modules.Module { return eventhub.New(HubOptions(cfg)) }},
+		{modules.Datastore, datastore.Summary, func(cfg *config.Config) modules.Module { return datastore.New(DatastoreOptions(cfg)) }},
+		{modules.Blob, blob.Summary, func(*config.Config) modules.Module { return blob.New() }},
+		{modules.Logging, logging.Summary, func(*config.Config) modules.Module { return logging.New() }},
+		{modules.Buildscript, buildscript.Summary, func(*config.Config) modules.Module { return buildscript.New() }},
+		{modules.Jobs, jobs.Summary, func(*config.Config) modules.Module { return jobs.New() }},
+		{modules.API, api.Summary, func(*config.Config) modules.Module { return api.New() }},
 	}
 }
 
@@ -45,7 +53,7 @@ func Modules() []ModuleInfo {
 	var out []ModuleInfo
 	for _, e := range registry() {
 		info := ModuleInfo{Name: e.name, Summary: e.summary}
-		if p, ok := e.new().(interface{ Issue() int }); ok { // construction has no side effects
+		if p, ok := e.new(config.Default()).(interface{ Issue() int }); ok { // construction has no side effects
 			info.Placeholder = p.Issue()
 		}
 		out = append(out, info)
@@ -54,14 +62,42 @@ func Modules() []ModuleInfo {
 }
 
 // build constructs the named modules, in start order.
-func build(names []string) []modules.Module {
+func build(cfg *config.Config, names []string) []modules.Module {
 	var out []modules.Module
 	for _, e := range registry() {
 		for _, n := range names {
 			if n == e.name {
-				out = append(out, e.new())
+				out = append(out, e.new(cfg))
 			}
 		}
 	}
 	return out
+}
+
+// HubDir is where the files backend keeps the event log.
+func HubDir(dataDir string) string { return filepath.Join(dataDir, modules.Eventhub, "log") }
+
+// OpenEventLog opens the event log cfg configures.
+func OpenEventLog(ctx context.Context, cfg *config.Config, dataDir string) (eventlog.Log, error) {
+	if cfg.Eventhub.Backend == config.EventsPostgres {
+		return pglog.Open(ctx, cfg.Eventhub.DSN, pglog.Options{})
+	}
+	return filelog.Open(HubDir(dataDir), filelog.Options{})
+}
+
+// HubOptions are the event hub's options from cfg (validated).
+func HubOptions(cfg *config.Config) eventhub.Options {
+	retention, _ := time.ParseDuration(cfg.Eventhub.Retention) // Validate checked it
+	return eventhub.Options{
+		OpenLog: func(ctx context.Context, dataDir string) (eventlog.Log, error) {
+			return OpenEventLog(ctx, cfg, dataDir)
+		},
+		Retention: retention,
+		Shared:    cfg.Eventhub.Backend == config.EventsPostgres,
+	}
+}
+
+// DatastoreOptions are the data store's options from cfg.
+func DatastoreOptions(cfg *config.Config) datastore.Options {
+	return datastore.Options{Driver: cfg.Datastore.Driver, DSN: cfg.Datastore.DSN, KeyFile: cfg.Datastore.KeyFile}
 }

@@ -117,7 +117,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ *Serv
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
 
 	local := cfg.LocalModules()
-	if err := s.rt.Start(ctx, build(local), ShutdownTimeout); err != nil {
+	if err := s.rt.Start(ctx, build(cfg, local), ShutdownTimeout); err != nil {
 		return nil, err
 	}
 	s.log.Info().Strs("modules", local).Str("transport", kind).Str("data_dir", dataDir).

@@ -1,0 +1,157 @@
+// Package rpc carries contracts messages over the transport's
+// request/reply: Call sends a request and decodes its reply, Mux serves a
+// module's requests by message type. Every module uses it; it holds no
+// module's logic.
+//
+// A module serves one transport service, named by its request types'
+// TypeInfo.Service (contracts.ServiceDatastore...), and dispatches on the
+// envelope's type. A request that does not decode or validate is answered
+// with reply.error invalid_argument before any handler runs; a handler's
+// error reaches the caller as a *contracts.Error (contracts.AsError), and
+// a handler's panic as internal, never as a crash of the serving process.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/transport"
+)
+
+// Call sends req to the service its type names and decodes the reply as
+// R. A reply.error comes back as a *contracts.Error; a transport failure
+// as the transport's error (contracts.CodeOf maps it to unavailable).
+func Call[R any, PR interface {
+	*R
+	contracts.Message
+}](ctx context.Context, rq transport.Requester, req contracts.Message, opts ...transport.RequestOption) (R, error) {
+	var zero R
+	info, ok := contracts.Lookup(req.MessageType())
+	if !ok || info.Kind != contracts.KindRequest {
+		return zero, fmt.Errorf("rpc: %s is not a request type", req.MessageType())
+	}
+	env, err := contracts.New(req)
+	if err != nil {
+		return zero, err
+	}
+	data, err := contracts.Marshal(env)
+	if err != nil {
+		return zero, err
+	}
+	out, err := rq.Request(ctx, info.Service, data, opts...)
+	if err != nil {
+		return zero, fmt.Errorf("rpc: %s: %w", info.Name, err)
+	}
+	rep, err := contracts.Unmarshal(out)
+	if err != nil {
+		return zero, fmt.Errorf("rpc: %s: reply: %w", info.Name, err)
+	}
+	return contracts.DecodeReply[R, PR](env, rep)
+}
+
+// HandlerFunc serves one decoded, validated request and returns the reply
+// message (of the request type's reply type) or an error.
+type HandlerFunc func(ctx context.Context, req contracts.Envelope) (contracts.Message, error)
+
+// Mux dispatches a service's requests on their type. Register handlers
+// with Handle before Serve.
+type Mux struct {
+	log      zerolog.Logger
+	mu       sync.RWMutex
+	handlers map[string]HandlerFunc
+}
+
+// NewMux returns an empty Mux that logs handler panics to log.
+func NewMux(log zerolog.Logger) *Mux {
+	return &Mux{log: log, handlers: make(map[string]HandlerFunc)}
+}
+
+// Handle registers h for requests of type T: h gets them decoded and
+// validated.
+func Handle[T any, PT interface {
+	*T
+	contracts.Message
+}](m *Mux, h func(ctx context.Context, req T) (contracts.Message, error)) {
+	typ := PT(new(T)).MessageType()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.handlers[typ] = func(ctx context.Context, env contracts.Envelope) (contracts.Message, error) {
+		req, err := contracts.DecodePayload[T, PT](env)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+// Serve registers the Mux as a replica of service on tr.
+func (m *Mux) Serve(tr transport.Responder, service string, opts ...transport.ServeOption) (transport.Service, error) {
+	return tr.Serve(service, m.serve, opts...)
+}
+
+// serve is the transport handler: it always answers with an envelope.
+func (m *Mux) serve(ctx context.Context, data []byte) ([]byte, error) {
+	env, err := contracts.Unmarshal(data)
+	if err != nil {
+		// No request to correlate with: answer with an error envelope
+		// correlated to nothing, which the caller's DecodeReply refuses
+		// clearly (it cannot have sent this).
+		return errorReply(contracts.Envelope{}, err), nil
+	}
+	return errorOr(env, m.dispatch(ctx, env)), nil
+}
+
+// result is a handler's outcome.
+type result struct {
+	msg contracts.Message
+	err error
+}
+
+func (m *Mux) dispatch(ctx context.Context, env contracts.Envelope) (res result) {
+	m.mu.RLock()
+	h := m.handlers[env.Type]
+	m.mu.RUnlock()
+	if h == nil {
+		return result{err: contracts.NewError(contracts.CodeInvalidArgument, fmt.Sprintf("no handler for %q here", env.Type))}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			m.log.Error().Str("type", env.Type).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
+			res = result{err: contracts.NewError(contracts.CodeInternal, "internal error handling "+env.Type)}
+		}
+	}()
+	msg, err := h(ctx, env)
+	if err == nil && msg == nil {
+		err = errors.New("handler returned no reply")
+	}
+	return result{msg: msg, err: err}
+}
+
+func errorOr(req contracts.Envelope, res result) []byte {
+	if res.err != nil {
+		return errorReply(req, res.err)
+	}
+	rep, err := contracts.NewReply(req, res.msg)
+	if err != nil {
+		return errorReply(req, fmt.Errorf("rpc: reply to %s: %w", req.Type, err))
+	}
+	out, err := contracts.Marshal(rep)
+	if err != nil {
+		return errorReply(req, fmt.Errorf("rpc: reply to %s: %w", req.Type, err))
+	}
+	return out
+}
+
+func errorReply(req contracts.Envelope, err error) []byte {
+	out, mErr := contracts.Marshal(contracts.NewErrorReply(req, err))
+	if mErr != nil { // unreachable: a reply.error always encodes
+		panic(mErr)
+	}
+	return out
+}
