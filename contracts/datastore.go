@@ -458,7 +458,7 @@ type Build struct {
 	Number     int64             `json:"number"`
 	Status     BuildStatus       `json:"status"`
 	Ref        string            `json:"ref"`
-	Commit     string            `json:"commit,omitempty"` // empty until resolved, then the full id
+	Commit     string            `json:"commit,omitempty"` // as triggered (empty, or maybe abbreviated) until the scheduler resolves it, then the full id
 	Params     map[string]string `json:"params,omitempty"`
 	Event      TriggerKind       `json:"event"`
 	User       string            `json:"user,omitempty"`
@@ -503,7 +503,7 @@ func (m Build) check() error {
 		field("number", checkBuildNumber(m.Number)),
 		field("status", m.Status.check()),
 		field("ref", checkRef(m.Ref)),
-		field("commit", opt(m.Commit, checkCommit)),
+		field("commit", opt(m.Commit, checkCommitish)),
 		field("params", checkParams(m.Params)),
 		field("event", m.Event.check()),
 		field("user", checkUser(m.User)),

@@ -45,9 +45,20 @@ func TestDefaultServer(t *testing.T) {
 			if last := lines[len(lines)-1]; !strings.Contains(last, `"message":"zeroci server stopped"`) {
 				t.Errorf("last log line %s", last)
 			}
-			for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript", "jobs", "api"} {
-				if !strings.Contains(strings.Join(lines, "\n"), `"module":"`+m+`","issue":`) {
+			all := strings.Join(lines, "\n")
+			for _, m := range []string{"blob", "logging", "buildscript", "jobs", "api"} {
+				if !strings.Contains(all, `"module":"`+m+`","issue":`) {
 					t.Errorf("no placeholder warning for %s", m)
+				}
+			}
+			for _, msg := range []string{"event hub started", "data store started"} {
+				if !strings.Contains(all, `"message":"`+msg+`"`) {
+					t.Errorf("no %q log line", msg)
+				}
+			}
+			for _, f := range []string{"eventhub/log", "datastore/zeroci.db", "datastore/secrets.key"} {
+				if _, err := os.Stat(filepath.Join(dir, "zeroci-data", f)); err != nil {
+					t.Errorf("data dir: %v", err)
 				}
 			}
 		})
@@ -176,7 +187,9 @@ func TestHelpAndVersion(t *testing.T) {
 	help := string(out)
 	for _, want := range []string{
 		"zeroci server [--config FILE] [--modules LIST] [--data-dir DIR] [--http ADDR]\n",
-		"eventhub", "(placeholder until issue 3)", "(placeholder until issue 4)", "(placeholder until issue 5)",
+		"eventhub     durable, numbered event log and live event fan-out\n",
+		"datastore    repos, builds, jobs, secrets and tokens, projected from the event log\n",
+		"(placeholder until issue 4)", "(placeholder until issue 5)",
 		"api          HTTP API, webhooks and web UI (placeholder until issue 6)",
 		`(default "./zeroci-data")`, `(default "127.0.0.1:8080")`, `(default "all")`,
 	} {

@@ -86,14 +86,14 @@ func (o Options) keyFile(dataDir string) string {
 type Datastore struct {
 	opts Options
 
-	log    zerolog.Logger
-	tr     transport.Transport
+	log     zerolog.Logger
+	tr      transport.Transport
 	st      *store.Store
 	release func() // gives up ownership of the database
 	seal    *sealer
-	svc    transport.Service
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	svc     transport.Service
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	locks [lockStripes]sync.Mutex
 

@@ -32,27 +32,54 @@ func Call[R any, PR interface {
 	contracts.Message
 }](ctx context.Context, rq transport.Requester, req contracts.Message, opts ...transport.RequestOption) (R, error) {
 	var zero R
-	info, ok := contracts.Lookup(req.MessageType())
-	if !ok || info.Kind != contracts.KindRequest {
-		return zero, fmt.Errorf("rpc: %s is not a request type", req.MessageType())
-	}
-	env, err := contracts.New(req)
+	env, rep, err := roundTrip(ctx, rq, req, opts)
 	if err != nil {
 		return zero, err
+	}
+	return contracts.DecodeReply[R, PR](env, rep)
+}
+
+// Do sends req like Call and returns the reply as whatever message type
+// it is (a reply.error as a *contracts.Error), for callers that do not
+// know the reply type, such as tools and tests.
+func Do(ctx context.Context, rq transport.Requester, req contracts.Message, opts ...transport.RequestOption) (contracts.Message, error) {
+	env, rep, err := roundTrip(ctx, rq, req, opts)
+	if err != nil {
+		return nil, err
+	}
+	if rep.CorrelationID != env.ID {
+		return nil, fmt.Errorf("%w: reply correlates %s, request is %s", contracts.ErrNotReply, rep.CorrelationID, env.ID)
+	}
+	msg, err := contracts.DecodeAny(rep)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := msg.(contracts.Error); ok {
+		return nil, &e
+	}
+	return msg, nil
+}
+
+func roundTrip(ctx context.Context, rq transport.Requester, req contracts.Message, opts []transport.RequestOption) (env, rep contracts.Envelope, err error) {
+	info, ok := contracts.Lookup(req.MessageType())
+	if !ok || info.Kind != contracts.KindRequest {
+		return env, rep, fmt.Errorf("rpc: %s is not a request type", req.MessageType())
+	}
+	if env, err = contracts.New(req); err != nil {
+		return env, rep, err
 	}
 	data, err := contracts.Marshal(env)
 	if err != nil {
-		return zero, err
+		return env, rep, err
 	}
 	out, err := rq.Request(ctx, info.Service, data, opts...)
 	if err != nil {
-		return zero, fmt.Errorf("rpc: %s: %w", info.Name, err)
+		return env, rep, fmt.Errorf("rpc: %s: %w", info.Name, err)
 	}
-	rep, err := contracts.Unmarshal(out)
-	if err != nil {
-		return zero, fmt.Errorf("rpc: %s: reply: %w", info.Name, err)
+	if rep, err = contracts.Unmarshal(out); err != nil {
+		return env, rep, fmt.Errorf("rpc: %s: reply: %w", info.Name, err)
 	}
-	return contracts.DecodeReply[R, PR](env, rep)
+	return env, rep, nil
 }
 
 // HandlerFunc serves one decoded, validated request and returns the reply
@@ -137,13 +164,15 @@ func errorOr(req contracts.Envelope, res result) []byte {
 	if res.err != nil {
 		return errorReply(req, res.err)
 	}
+	// A reply that does not encode is the responder's fault, never the
+	// caller's: internal, whatever the validation error says.
 	rep, err := contracts.NewReply(req, res.msg)
 	if err != nil {
-		return errorReply(req, fmt.Errorf("rpc: reply to %s: %w", req.Type, err))
+		return errorReply(req, contracts.NewError(contracts.CodeInternal, fmt.Sprintf("rpc: reply to %s: %v", req.Type, err)))
 	}
 	out, err := contracts.Marshal(rep)
 	if err != nil {
-		return errorReply(req, fmt.Errorf("rpc: reply to %s: %w", req.Type, err))
+		return errorReply(req, contracts.NewError(contracts.CodeInternal, fmt.Sprintf("rpc: reply to %s: %v", req.Type, err)))
 	}
 	return out
 }
