@@ -33,6 +33,7 @@ type Config struct {
 	Eventhub  Eventhub  `yaml:"eventhub"`
 	Datastore Datastore `yaml:"datastore"`
 	Blob      Blob      `yaml:"blob"`
+	Logging   Logging   `yaml:"logging"`
 	HTTP      HTTP      `yaml:"http"`
 	Jobs      Jobs      `yaml:"jobs"`
 
@@ -104,6 +105,16 @@ type Blob struct {
 	Profile    string `yaml:"profile"`
 }
 
+// Logging configures job logs.
+type Logging struct {
+	// MaxJobBytes bounds one job's stored log (default 100 MiB); output
+	// past it is dropped after an explicit truncation line.
+	MaxJobBytes int64 `yaml:"max_job_bytes"`
+}
+
+// DefaultMaxJobBytes is Logging.MaxJobBytes's default.
+const DefaultMaxJobBytes = 100 << 20
+
 // HTTP configures the process's HTTP listener.
 type HTTP struct {
 	Addr string `yaml:"addr"`
@@ -157,6 +168,7 @@ func Default() *Config {
 		Eventhub:  Eventhub{Backend: EventsFiles},
 		Datastore: Datastore{Driver: DriverSQLite},
 		Blob:      Blob{Backend: BackendFS},
+		Logging:   Logging{MaxJobBytes: DefaultMaxJobBytes},
 		HTTP:      HTTP{Addr: DefaultHTTPAddr},
 		Jobs:      Jobs{Capacity: DefaultCapacity, Executor: ExecutorShell},
 	}

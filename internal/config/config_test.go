@@ -144,9 +144,10 @@ func TestEnv(t *testing.T) {
 		check   func(*Config) bool
 		wantErr string
 	}{
-		{name: "scalars", env: []string{"ZEROCI_HTTP_ADDR=:9999", "ZEROCI_DATA_DIR=/srv/z", "ZEROCI_DATASTORE_DSN=postgres://x/y", "ZEROCI_JOBS_CAPACITY= 7 "},
+		{name: "scalars", env: []string{"ZEROCI_HTTP_ADDR=:9999", "ZEROCI_DATA_DIR=/srv/z", "ZEROCI_DATASTORE_DSN=postgres://x/y", "ZEROCI_JOBS_CAPACITY= 7 ", "ZEROCI_LOGGING_MAX_JOB_BYTES=5368709120", "ZEROCI_EVENTHUB_RETENTION=720h"},
 			check: func(c *Config) bool {
-				return c.HTTP.Addr == ":9999" && c.DataDir == "/srv/z" && c.Datastore.DSN == "postgres://x/y" && c.Jobs.Capacity == 7
+				return c.HTTP.Addr == ":9999" && c.DataDir == "/srv/z" && c.Datastore.DSN == "postgres://x/y" && c.Jobs.Capacity == 7 &&
+					c.Logging.MaxJobBytes == 5<<30 && c.Eventhub.Retention == "720h"
 			}},
 		{name: "nested endpoint and secret", env: []string{"ZEROCI_CLUSTER_ENDPOINTS_EVENTHUB=tcp://h:1", "ZEROCI_CLUSTER_SECRET_FILE=/k"},
 			check: func(c *Config) bool {

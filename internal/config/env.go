@@ -122,12 +122,12 @@ func (c *Config) Set(key, value, origin string) error {
 	switch {
 	case v.Kind() == reflect.String:
 		v.SetString(strings.TrimSpace(value))
-	case v.Kind() == reflect.Int:
-		n, err := strconv.Atoi(strings.TrimSpace(value))
-		if err != nil {
+	case v.Kind() == reflect.Int || v.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+		if err != nil || v.OverflowInt(n) {
 			return fail("%q is not a whole number", value)
 		}
-		v.SetInt(int64(n))
+		v.SetInt(n)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		v.Set(reflect.ValueOf(splitList(value)))
 	case v.Kind() == reflect.Map && v.Type().Elem().Kind() == reflect.String:

@@ -117,6 +117,10 @@ func (c *Config) Validate() error {
 		ps.add("blob.backend", "%q is not a backend (want %s or %s)", b.Backend, BackendFS, BackendOCI)
 	}
 
+	if c.Logging.MaxJobBytes < 1<<10 {
+		ps.add("logging.max_job_bytes", "must be at least 1024, is %d", c.Logging.MaxJobBytes)
+	}
+
 	if msg := checkListenAddr(c.HTTP.Addr); msg != "" {
 		ps.add("http.addr", "%s", msg)
 	}

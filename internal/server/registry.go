@@ -9,6 +9,9 @@ import (
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/modules/api"
 	"github.com/zeroci/zeroci/modules/blob"
+	"github.com/zeroci/zeroci/modules/blob/blobstore"
+	"github.com/zeroci/zeroci/modules/blob/blobstore/fsstore"
+	"github.com/zeroci/zeroci/modules/blob/blobstore/ocistore"
 	"github.com/zeroci/zeroci/modules/buildscript"
 	"github.com/zeroci/zeroci/modules/datastore"
 	"github.com/zeroci/zeroci/modules/eventhub"
@@ -40,8 +43,8 @@ func registry() []entry {
 	return []entry{
 		{modules.Eventhub, eventhub.Summary, func(cfg *config.Config) modules.Module { return eventhub.New(HubOptions(cfg)) }},
 		{modules.Datastore, datastore.Summary, func(cfg *config.Config) modules.Module { return datastore.New(DatastoreOptions(cfg)) }},
-		{modules.Blob, blob.Summary, func(*config.Config) modules.Module { return blob.New() }},
-		{modules.Logging, logging.Summary, func(*config.Config) modules.Module { return logging.New() }},
+		{modules.Blob, blob.Summary, func(cfg *config.Config) modules.Module { return blob.New(BlobOptions(cfg)) }},
+		{modules.Logging, logging.Summary, func(cfg *config.Config) modules.Module { return logging.New(LoggingOptions(cfg)) }},
 		{modules.Buildscript, buildscript.Summary, func(*config.Config) modules.Module { return buildscript.New() }},
 		{modules.Jobs, jobs.Summary, func(*config.Config) modules.Module { return jobs.New() }},
 		{modules.API, api.Summary, func(*config.Config) modules.Module { return api.New() }},
@@ -100,4 +103,25 @@ func HubOptions(cfg *config.Config) eventhub.Options {
 // DatastoreOptions are the data store's options from cfg.
 func DatastoreOptions(cfg *config.Config) datastore.Options {
 	return datastore.Options{Driver: cfg.Datastore.Driver, DSN: cfg.Datastore.DSN, KeyFile: cfg.Datastore.KeyFile}
+}
+
+// BlobOptions are the blob module's options from cfg: the fs backend under
+// DATA_DIR/blob, or OCI Object Storage.
+func BlobOptions(cfg *config.Config) blob.Options {
+	b := cfg.Blob
+	return blob.Options{Open: func(ctx context.Context, dataDir string) (blobstore.Backend, error) {
+		if b.Backend == config.BackendOCI {
+			return ocistore.New(ctx, ocistore.Config{
+				Namespace: b.Namespace, Bucket: b.Bucket, Region: b.Region,
+				Auth: b.Auth, ConfigFile: b.ConfigFile, Profile: b.Profile,
+				SpoolDir: filepath.Join(dataDir, modules.Blob, "spool"),
+			})
+		}
+		return fsstore.New(filepath.Join(dataDir, modules.Blob, "store"))
+	}}
+}
+
+// LoggingOptions are the logging module's options from cfg.
+func LoggingOptions(cfg *config.Config) logging.Options {
+	return logging.Options{MaxJobBytes: cfg.Logging.MaxJobBytes}
 }

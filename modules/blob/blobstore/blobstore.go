@@ -13,16 +13,28 @@ package blobstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
 
-// MaxKeyLen bounds a key.
-const MaxKeyLen = 1024
+const (
+	// MaxKeyLen bounds a key.
+	MaxKeyLen = 1024
+	// MaxListLimit bounds a List page: a limit <= 0 or above it means
+	// MaxListLimit.
+	MaxListLimit = 1000
+	// DefaultContentType is stored when PutOptions.ContentType is empty.
+	DefaultContentType = "application/octet-stream"
+	// MaxContentTypeLen bounds PutOptions.ContentType.
+	MaxContentTypeLen = 256
+)
 
 var (
 	// ErrNotFound: no blob under the key.
@@ -40,6 +52,10 @@ var (
 	ErrUnavailable = errors.New("blobstore: storage unavailable")
 	// ErrDenied: the storage service refused the credentials (401/403).
 	ErrDenied = errors.New("blobstore: access denied")
+	// ErrInvalidArgument: PutOptions or a page token that cannot be
+	// valid (a SHA256 that is not 64 hex digits, a content type with
+	// control characters, a Size below -1).
+	ErrInvalidArgument = errors.New("blobstore: invalid argument")
 )
 
 // Info describes a stored blob.
@@ -53,14 +69,100 @@ type Info struct {
 
 // PutOptions qualify a Put.
 type PutOptions struct {
+	// ContentType is stored with the blob; empty means
+	// DefaultContentType.
 	ContentType string
 	// Size is the content's length if known, else -1 (a backend may use it
-	// to choose a single or multipart upload).
+	// to choose a single or multipart upload). Content of another length
+	// fails the Put with ErrChecksum and stores nothing. The zero value
+	// means an empty blob: pass -1 when the length is unknown.
 	Size int64
-	// SHA256, if set, is the content's expected digest: a mismatch fails
-	// the Put with ErrChecksum and stores nothing.
+	// SHA256, if set, is the content's expected digest (hex): a mismatch
+	// fails the Put with ErrChecksum and stores nothing.
 	SHA256 string
 }
+
+// Normalize validates the options for a backend's Put: ContentType
+// defaulted, SHA256 lowercased. Errors match ErrInvalidArgument.
+func (o PutOptions) Normalize() (PutOptions, error) {
+	if o.Size < -1 {
+		return o, fmt.Errorf("%w: size %d (use -1 for unknown)", ErrInvalidArgument, o.Size)
+	}
+	if o.SHA256 != "" {
+		if len(o.SHA256) != 2*sha256.Size {
+			return o, fmt.Errorf("%w: SHA256 %q is not 64 hex digits", ErrInvalidArgument, o.SHA256)
+		}
+		if _, err := hex.DecodeString(o.SHA256); err != nil {
+			return o, fmt.Errorf("%w: SHA256 %q is not 64 hex digits", ErrInvalidArgument, o.SHA256)
+		}
+		o.SHA256 = strings.ToLower(o.SHA256)
+	}
+	if o.ContentType == "" {
+		o.ContentType = DefaultContentType
+	}
+	if len(o.ContentType) > MaxContentTypeLen {
+		return o, fmt.Errorf("%w: content type of %d bytes, max %d", ErrInvalidArgument, len(o.ContentType), MaxContentTypeLen)
+	}
+	for i := 0; i < len(o.ContentType); i++ {
+		if c := o.ContentType[i]; c < 0x20 || c > 0x7e {
+			return o, fmt.Errorf("%w: content type %q is not printable ASCII", ErrInvalidArgument, o.ContentType)
+		}
+	}
+	return o, nil
+}
+
+// ListLimit is the page size a backend uses for a List limit.
+func ListLimit(limit int) int {
+	if limit <= 0 || limit > MaxListLimit {
+		return MaxListLimit
+	}
+	return limit
+}
+
+// VerifyReader returns rc wrapped so that reading it to the end checks
+// that it held size bytes with the given SHA-256 (lowercase hex): if not,
+// the last Read returns an error matching ErrChecksum instead of io.EOF.
+// It is what a backend's Get returns for a read of a whole blob. An empty
+// sha checks only the size.
+func VerifyReader(rc io.ReadCloser, key string, size int64, sha string) io.ReadCloser {
+	return &verifyReader{rc: rc, key: key, size: size, want: sha, h: sha256.New()}
+}
+
+type verifyReader struct {
+	rc   io.ReadCloser
+	key  string
+	size int64
+	want string
+	h    hash.Hash
+	n    int64
+	err  error // sticky: the verdict once reached
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.rc.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	switch {
+	case v.n > v.size:
+		v.err = fmt.Errorf("%w: %q: read more than its %d bytes", ErrChecksum, v.key, v.size)
+		return n, v.err
+	case errors.Is(err, io.EOF):
+		if v.n != v.size {
+			v.err = fmt.Errorf("%w: %q: read %d of its %d bytes", ErrChecksum, v.key, v.n, v.size)
+		} else if got := hex.EncodeToString(v.h.Sum(nil)); v.want != "" && got != v.want {
+			v.err = fmt.Errorf("%w: %q: content has SHA-256 %s, stored %s", ErrChecksum, v.key, got, v.want)
+		} else {
+			v.err = io.EOF
+		}
+		return n, v.err
+	}
+	return n, err
+}
+
+func (v *verifyReader) Close() error { return v.rc.Close() }
 
 // Backend stores blobs. Safe for concurrent use.
 type Backend interface {
@@ -76,7 +178,9 @@ type Backend interface {
 	Stat(ctx context.Context, key string) (Info, error)
 	// List returns up to limit blobs whose keys start with prefix, in key
 	// order, after the page token (the next token of the previous page; ""
-	// for the first page). next is "" on the last page.
+	// for the first page). next is "" on the last page. A limit <= 0 or
+	// above MaxListLimit means MaxListLimit. A page may hold fewer than
+	// limit blobs and still have a next token (blobs deleted meanwhile).
 	List(ctx context.Context, prefix, pageToken string, limit int) (blobs []Info, next string, err error)
 	// Delete removes a blob; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
