@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,6 +47,12 @@ const (
 	pollInterval = 250 * time.Millisecond
 	// announceBatch bounds one read of the log by the announcer.
 	announceBatch = 1000
+	// gapWait is how long the announcer waits for a missing number's
+	// publisher to hand it over before it reads the log instead.
+	gapWait = 20 * time.Millisecond
+	// maxPending bounds the announcements handed over and not yet
+	// published; past it they are left for the announcer to read back.
+	maxPending = 1 << 16
 	// maxScan bounds the records one filtered eventhub.read examines.
 	maxScan = eventlog.MaxReadLimit
 	// compactEvery is how often retention runs.
@@ -76,11 +83,22 @@ type Hub struct {
 
 	// appended wakes the announcer; it holds at most one signal.
 	appended chan struct{}
+
+	// pending holds announcements made by publish, by sequence number,
+	// until the announcer publishes them in order.
+	mu      sync.Mutex
+	pending map[int64]announcement
+}
+
+// announcement is a stored event ready to publish.
+type announcement struct {
+	topic string
+	data  []byte
 }
 
 // New returns the module, constructed without side effects.
 func New(opts Options) *Hub {
-	return &Hub{opts: opts, appended: make(chan struct{}, 1)}
+	return &Hub{opts: opts, appended: make(chan struct{}, 1), pending: make(map[int64]announcement)}
 }
 
 // Name implements modules.Module.
@@ -162,6 +180,18 @@ func (h *Hub) publish(ctx context.Context, req contracts.PublishEvent) (contract
 		return nil, logError(err)
 	}
 	if !res[0].Duplicate {
+		// Encode the announcement here, in parallel with other
+		// publishers, and hand it to the announcer.
+		seq := res[0].Seq
+		if a, err := announce(req.Event.Type, seq, body); err != nil {
+			h.log.Error().Err(err).Int64("seq", seq).Msg("announce: encode")
+		} else {
+			h.mu.Lock()
+			if len(h.pending) < maxPending {
+				h.pending[seq] = a
+			}
+			h.mu.Unlock()
+		}
 		h.signal()
 	}
 	return contracts.Published{Seq: res[0].Seq, Duplicate: res[0].Duplicate}, nil
@@ -241,9 +271,11 @@ func logError(err error) error {
 	return err
 }
 
-// announce publishes every event appended after head, in sequence order,
-// reading them from the log. It runs until ctx ends, then drains what is
-// stored.
+// announce publishes every event stored after head, in sequence order,
+// until ctx ends, then what is stored by then. Publishers hand their
+// events over (pending); a number that does not arrive within gapWait
+// (its publisher failed after the append, or the pending map was full),
+// or that another hub appended (a shared log), is read from the log.
 func (h *Hub) announce(ctx context.Context, head int64) {
 	defer h.wg.Done()
 	var tick <-chan time.Time
@@ -252,67 +284,156 @@ func (h *Hub) announce(ctx context.Context, head int64) {
 		defer t.Stop()
 		tick = t.C
 	}
+	gap := time.NewTimer(gapWait)
+	gap.Stop()
+	defer gap.Stop()
+	gapArmed := false
 	last := head
 	for {
-		stopping := false
+		readLog, stopping := false, false
 		select {
 		case <-h.appended:
 		case <-tick:
+			readLog = true
+		case <-gap.C:
+			gapArmed = false
+			readLog = true
 		case <-ctx.Done():
-			stopping = true
+			readLog, stopping = true, true
 		}
-		for {
-			// The announcer outlives ctx by one drain, bounded in time.
-			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			recs, err := h.elog.Read(rctx, last, announceBatch)
-			cancel()
-			if err != nil {
-				var old *eventlog.TooOldError
-				if errors.As(err, &old) {
-					last = old.First - 1
-					continue
-				}
-				if !errors.Is(err, eventlog.ErrClosed) {
-					h.log.Error().Err(err).Int64("since", last).Msg("announcer cannot read the log; subscribers will catch up from it")
-				}
-				break
-			}
-			for _, r := range recs {
-				h.announceOne(r)
-				last = r.Seq
-			}
-			if len(recs) < announceBatch {
-				break
-			}
+		last = h.announcePending(last)
+		if readLog {
+			last = h.announceFromLog(last)
+			last = h.announcePending(last)
 		}
 		if stopping {
 			return
 		}
+		h.mu.Lock()
+		waiting := len(h.pending) > 0
+		h.mu.Unlock()
+		if waiting && !gapArmed {
+			gap.Reset(gapWait)
+			gapArmed = true
+		}
 	}
 }
 
-// announceOne publishes one stored event; a failure only delays
+// announcePending publishes the handed-over announcements that follow
+// last without a gap and returns the new last.
+func (h *Hub) announcePending(last int64) int64 {
+	for {
+		h.mu.Lock()
+		a, ok := h.pending[last+1]
+		if ok {
+			delete(h.pending, last+1)
+		}
+		h.mu.Unlock()
+		if !ok {
+			return last
+		}
+		h.publishAnnouncement(last+1, a)
+		last++
+	}
+}
+
+// announceFromLog publishes what the log holds after last and returns the
+// new last; announcements handed over for those numbers are dropped.
+func (h *Hub) announceFromLog(last int64) int64 {
+	for {
+		// Bounded, and independent of the hub's context: the announcer
+		// drains what is stored once more when it stops.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		recs, err := h.elog.Read(rctx, last, announceBatch)
+		cancel()
+		if err != nil {
+			var old *eventlog.TooOldError
+			if errors.As(err, &old) {
+				last = old.First - 1
+				continue
+			}
+			if !errors.Is(err, eventlog.ErrClosed) {
+				h.log.Error().Err(err).Int64("since", last).Msg("announcer cannot read the log; subscribers will catch up from it")
+			}
+			return last
+		}
+		for _, r := range recs {
+			h.mu.Lock()
+			a, ok := h.pending[r.Seq]
+			delete(h.pending, r.Seq)
+			h.mu.Unlock()
+			if !ok {
+				ev, err := decodeRecord(r)
+				if err == nil {
+					a, err = encodeAnnouncement(ev)
+				}
+				if err != nil {
+					h.log.Error().Err(err).Int64("seq", r.Seq).Msg("announce: stored event")
+					last = r.Seq
+					continue
+				}
+			}
+			h.publishAnnouncement(r.Seq, a)
+			last = r.Seq
+		}
+		if len(recs) < announceBatch {
+			return last
+		}
+	}
+}
+
+// eventVersion is the envelope version of eventhub.event.
+var eventVersion = func() uint16 {
+	info, _ := contracts.Lookup(contracts.TypeEvent)
+	return info.Version
+}()
+
+// encodeAnnouncement encodes a stored event as the eventhub.event
+// publication. The event was validated when it was published, so it is
+// not decoded and validated again.
+func encodeAnnouncement(ev contracts.Event) (announcement, error) {
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return announcement{}, err
+	}
+	return envelope(ev.Type, payload)
+}
+
+// announce makes the publication of the event typ stored as body (its
+// JSON without a seq: Seq is 0, so omitted) under seq, splicing the seq
+// in rather than encoding the event again.
+func announce(typ string, seq int64, body []byte) (announcement, error) {
+	if len(body) < 2 || body[0] != '{' {
+		return announcement{}, fmt.Errorf("eventhub: stored body is not a JSON object")
+	}
+	payload := make([]byte, 0, len(body)+24)
+	payload = append(payload, `{"seq":`...)
+	payload = strconv.AppendInt(payload, seq, 10)
+	if body[1] != '}' {
+		payload = append(payload, ',')
+	}
+	payload = append(payload, body[1:]...)
+	return envelope(typ, payload)
+}
+
+func envelope(typ string, payload []byte) (announcement, error) {
+	now := time.Now().UTC()
+	data, err := contracts.Marshal(contracts.Envelope{
+		Type: contracts.TypeEvent, Version: eventVersion, ID: contracts.NewID(now), Time: now, Payload: payload,
+	})
+	if err != nil {
+		return announcement{}, err
+	}
+	return announcement{topic: contracts.EventTopic(typ), data: data}, nil
+}
+
+// publishAnnouncement publishes one stored event; a failure only delays
 // subscribers, who read the log when they see a gap.
-func (h *Hub) announceOne(r eventlog.Record) {
-	ev, err := decodeRecord(r)
-	if err != nil {
-		h.log.Error().Err(err).Msg("announce")
-		return
-	}
-	env, err := contracts.New(ev)
-	if err != nil {
-		h.log.Error().Err(err).Int64("seq", ev.Seq).Msg("announce: stored event does not validate")
-		return
-	}
-	data, err := contracts.Marshal(env)
-	if err != nil {
-		h.log.Error().Err(err).Int64("seq", ev.Seq).Msg("announce")
-		return
-	}
+func (h *Hub) publishAnnouncement(seq int64, a announcement) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.tr.Publish(ctx, contracts.EventTopic(ev.Type), data); err != nil && !errors.Is(err, transport.ErrClosed) {
-		h.log.Warn().Err(err).Int64("seq", ev.Seq).Msg("announce: publish failed; subscribers will read it from the log")
+	if err := h.tr.Publish(ctx, a.topic, a.data); err != nil && !errors.Is(err, transport.ErrClosed) {
+		h.log.Warn().Err(err).Int64("seq", seq).Msg("announce: publish failed; subscribers will read it from the log")
 	}
 }
 

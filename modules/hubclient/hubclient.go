@@ -7,6 +7,7 @@ package hubclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -19,8 +20,11 @@ import (
 // Publish stores ev on the hub and returns its sequence number. It is
 // idempotent by ev.ID: the transport may resend it, and a caller may retry
 // it after an error; the hub stores it once.
+//
+// The event is not validated here but by the hub (see rpc.CallUnchecked):
+// events come from contracts.NewEvent, which validated them.
 func Publish(ctx context.Context, rq transport.Requester, ev contracts.Event) (contracts.Published, error) {
-	return rpc.Call[contracts.Published](ctx, rq, contracts.PublishEvent{Event: ev}, transport.Idempotent())
+	return rpc.CallUnchecked[contracts.Published](ctx, rq, contracts.PublishEvent{Event: ev}, transport.Idempotent())
 }
 
 // PublishNew makes an event about subject with payload (contracts.NewEvent)
@@ -223,13 +227,27 @@ func (f *follower) deliver(ev contracts.Event) error {
 	return nil
 }
 
-// decodeLive decodes an eventhub.event publication.
+// decodeLive decodes an eventhub.event publication. Only the hub publishes
+// on the event topics (and cross-process packets are authenticated), and
+// the hub validated the event when it was published, so this checks the
+// envelope and the record but leaves the payload to the consumer, which
+// decodes it anyway (Event.DecodePayload).
 func decodeLive(data []byte) (contracts.Event, error) {
 	env, err := contracts.Unmarshal(data)
 	if err != nil {
 		return contracts.Event{}, err
 	}
-	return contracts.DecodePayload[contracts.Event](env)
+	if env.Type != contracts.TypeEvent {
+		return contracts.Event{}, fmt.Errorf("hubclient: %s published on an event topic", env.Type)
+	}
+	var ev contracts.Event
+	if err := json.Unmarshal(env.Payload, &ev); err != nil {
+		return ev, fmt.Errorf("hubclient: event: %w", err)
+	}
+	if ev.Seq < 1 || ev.Type == "" {
+		return ev, fmt.Errorf("hubclient: event without seq or type")
+	}
+	return ev, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -13,10 +13,12 @@ package rpc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -33,6 +35,32 @@ func Call[R any, PR interface {
 }](ctx context.Context, rq transport.Requester, req contracts.Message, opts ...transport.RequestOption) (R, error) {
 	var zero R
 	env, rep, err := roundTrip(ctx, rq, req, opts)
+	if err != nil {
+		return zero, err
+	}
+	return contracts.DecodeReply[R, PR](env, rep)
+}
+
+// CallUnchecked is Call without the local validation of req, for a
+// caller that built req from parts it validated already (the responder
+// validates every request anyway, so a bad one still fails, remotely).
+// It saves a strict decode of large nested payloads on hot paths.
+func CallUnchecked[R any, PR interface {
+	*R
+	contracts.Message
+}](ctx context.Context, rq transport.Requester, req contracts.Message, opts ...transport.RequestOption) (R, error) {
+	var zero R
+	info, ok := contracts.Lookup(req.MessageType())
+	if !ok || info.Kind != contracts.KindRequest {
+		return zero, fmt.Errorf("rpc: %s is not a request type", req.MessageType())
+	}
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return zero, fmt.Errorf("rpc: %s: %w", info.Name, err)
+	}
+	now := time.Now().UTC()
+	env := contracts.Envelope{Type: info.Name, Version: info.Version, ID: contracts.NewID(now), Time: now, Payload: payload}
+	env, rep, err := send(ctx, rq, info, env, opts)
 	if err != nil {
 		return zero, err
 	}
@@ -68,6 +96,10 @@ func roundTrip(ctx context.Context, rq transport.Requester, req contracts.Messag
 	if env, err = contracts.New(req); err != nil {
 		return env, rep, err
 	}
+	return send(ctx, rq, info, env, opts)
+}
+
+func send(ctx context.Context, rq transport.Requester, info contracts.TypeInfo, env contracts.Envelope, opts []transport.RequestOption) (_, rep contracts.Envelope, err error) {
 	data, err := contracts.Marshal(env)
 	if err != nil {
 		return env, rep, err
