@@ -100,7 +100,7 @@ func checkLines(lines []LogLine, max int) error {
 type OpenLog struct {
 	Job     JobRef   `json:"job"`
 	Attempt int      `json:"attempt"`
-	Masks   []Secret `json:"masks,omitempty"` // values to replace with "********"
+	Masks   []Secret `json:"masks,omitempty"` // values to replace with "***"
 }
 
 func (OpenLog) MessageType() string { return TypeOpenLog }

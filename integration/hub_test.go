@@ -33,6 +33,8 @@ func runRole(role string) int {
 			return 1
 		}
 		return 0
+	case "logwriter", "logfollower":
+		return runLogRole(role)
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2

@@ -46,12 +46,12 @@ func TestDefaultServer(t *testing.T) {
 				t.Errorf("last log line %s", last)
 			}
 			all := strings.Join(lines, "\n")
-			for _, m := range []string{"blob", "logging", "buildscript", "jobs", "api"} {
+			for _, m := range []string{"buildscript", "jobs", "api"} {
 				if !strings.Contains(all, `"module":"`+m+`","issue":`) {
 					t.Errorf("no placeholder warning for %s", m)
 				}
 			}
-			for _, msg := range []string{"event hub started", "data store started"} {
+			for _, msg := range []string{"event hub started", "data store started", "blob store started", "logging started"} {
 				if !strings.Contains(all, `"message":"`+msg+`"`) {
 					t.Errorf("no %q log line", msg)
 				}
@@ -189,7 +189,7 @@ func TestHelpAndVersion(t *testing.T) {
 		"zeroci server [--config FILE] [--modules LIST] [--data-dir DIR] [--http ADDR]\n",
 		"eventhub     durable, numbered event log and live event fan-out\n",
 		"datastore    repos, builds, jobs, secrets and tokens, projected from the event log\n",
-		"(placeholder until issue 4)", "(placeholder until issue 5)",
+		"(placeholder until issue 5)",
 		"api          HTTP API, webhooks and web UI (placeholder until issue 6)",
 		`(default "./zeroci-data")`, `(default "127.0.0.1:8080")`, `(default "all")`,
 	} {
