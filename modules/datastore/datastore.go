@@ -169,13 +169,30 @@ func (d *Datastore) Start(ctx context.Context, host modules.Host) error {
 	return nil
 }
 
-// catchUp waits until the projection reaches the hub's head.
+// catchUp waits until the projection reaches the hub's head as it is
+// now. A hub that cannot be reached yet (another process, still
+// starting) is waited for until ctx ends.
 func (d *Datastore) catchUp(ctx context.Context) error {
-	batch, err := hubclient.Read(ctx, d.tr, contracts.ReadEvents{Since: d.lastApplied(), Limit: 1})
-	if err != nil {
-		return fmt.Errorf("datastore: reading the event hub's head: %w", err)
+	backoff := 50 * time.Millisecond
+	for logged := false; ; {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := hubclient.Read(rctx, d.tr, contracts.ReadEvents{Since: d.lastApplied(), Limit: 1})
+		cancel()
+		if err == nil {
+			return d.waitApplied(ctx, batch.Head)
+		}
+		if contracts.CodeOf(err) != contracts.CodeUnavailable || ctx.Err() != nil {
+			return fmt.Errorf("datastore: reading the event hub's head: %w", err)
+		}
+		if !logged {
+			d.log.Warn().Err(err).Msg("waiting for the event hub")
+			logged = true
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			return fmt.Errorf("datastore: waiting for the event hub: %w", err)
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
-	return d.waitApplied(ctx, batch.Head)
 }
 
 // Stop stops serving and projecting and closes the database.

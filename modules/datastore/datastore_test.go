@@ -77,11 +77,6 @@ func newEnv(t *testing.T, dir string, opts datastore.Options) *env {
 	return e
 }
 
-func (e *env) restartDS() {
-	e.stopDS()
-	e.stopDS = moduletest.Start(e.t, datastore.New(e.opts), e.host)
-}
-
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -390,4 +385,32 @@ func TestCatchUpAtStart(t *testing.T) {
 	if !errors.Is(err, datastore.ErrOwned) {
 		t.Fatalf("second data store: %v, want ErrOwned", err)
 	}
+}
+
+// A data store that starts before the hub waits for it, then serves.
+func TestStartWaitsForHub(t *testing.T) {
+	dir := t.TempDir()
+	net := inproc.NewNetwork()
+	tr, client := net.Node(), net.Node()
+	defer client.Close()
+	defer tr.Close()
+	host := moduletest.Host{TR: tr, Log: moduletest.Logger(t), Dir: dir}
+	ds := datastore.New(datastore.Options{Driver: store.DriverSQLite})
+	started := make(chan error, 1)
+	go func() { started <- ds.Start(ctxT(t), host) }()
+	select {
+	case err := <-started:
+		t.Fatalf("started without a hub: %v", err)
+	case <-time.After(200 * time.Millisecond): // a negative check: it must still be waiting
+	}
+	hub := eventhub.New(eventhub.Options{OpenLog: func(ctx context.Context, dataDir string) (eventlog.Log, error) {
+		return filelog.Open(filepath.Join(dataDir, "events"), filelog.Options{})
+	}})
+	moduletest.Start(t, hub, host)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Stop(context.Background())
+	e := &env{t: t, client: client}
+	call[contracts.Repo](t, e, contracts.CreateRepo{Name: "web", URL: "https://x/web.git"})
 }
