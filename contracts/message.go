@@ -189,7 +189,8 @@ var errTrailing = errors.New("trailing data after the JSON object")
 // with unknown fields rejected.
 //
 // encoding/json matches object keys case-insensitively and keeps the last
-// of duplicate keys; strict decoding here does not change that.
+// of duplicate keys; strict decoding here does not change that. The log
+// messages decode themselves (strictJSONDecoder) to the same effect.
 func decodeJSON(data []byte, v any) error {
 	i := 0
 	for i < len(data) && isJSONSpace(data[i]) {
@@ -197,6 +198,9 @@ func decodeJSON(data []byte, v any) error {
 	}
 	if i == len(data) || data[i] != '{' {
 		return errors.New("not a JSON object")
+	}
+	if d, ok := v.(strictJSONDecoder); ok {
+		return d.decodeStrictJSON(data)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -211,8 +215,12 @@ func decodeJSON(data []byte, v any) error {
 
 // encodeJSON returns v's compact JSON, without HTML escaping (payloads hold
 // scripts and logs, where "&&" should stay readable) and without the
-// Encoder's trailing newline.
+// Encoder's trailing newline. The log messages encode themselves
+// (jsonAppender) to the same bytes.
 func encodeJSON(v any) ([]byte, error) {
+	if a, ok := v.(jsonAppender); ok {
+		return a.appendJSON(nil)
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
