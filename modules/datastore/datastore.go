@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/seal"
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/modules/datastore/store"
 	"github.com/zeroci/zeroci/modules/hubclient"
@@ -116,7 +117,7 @@ func (d *Datastore) Name() string { return modules.Datastore }
 func (d *Datastore) Start(ctx context.Context, host modules.Host) error {
 	d.log = host.Logger()
 	d.tr = host.Transport()
-	key, err := loadKey(d.opts.keyFile(host.DataDir()), d.opts.KeyFile == "")
+	key, err := seal.LoadKey(d.opts.keyFile(host.DataDir()), d.opts.KeyFile == "")
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func (l *Logging) openLog(ctx context.Context, req contracts.OpenLog) (contracts
 	var sealed []byte
 	if len(vals) > 0 {
 		plain, _ := json.Marshal(vals) // strings always encode
-		sealed = l.keys.seal(plain, j.sealAD("masks"))
+		sealed = l.keys.Seal(plain, j.sealAD("masks"))
 		if all := cleanSecrets(append(slices.Clone(j.masks), vals...)); !slices.Equal(all, j.masks) {
 			ctx := j.mask.context()
 			j.masks, j.mask = all, newMasker(all)
@@ -225,7 +225,7 @@ func (l *Logging) commitRec(j *job) commitRec {
 	switch {
 	case ctx != nil:
 		plain, _ := json.Marshal(ctx) // strings always encode
-		c.ctxState, c.ctx = ctxSealed, l.keys.seal(plain, j.sealAD("context"))
+		c.ctxState, c.ctx = ctxSealed, l.keys.Seal(plain, j.sealAD("context"))
 		j.ctxStored = true
 	case j.ctxStored:
 		c.ctxState = ctxCleared

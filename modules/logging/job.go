@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/seal"
 )
 
 const (
@@ -188,7 +189,7 @@ func (j *job) usable() error {
 
 // load reads the job's file, if there is one, and rebuilds its state. A
 // torn tail (a partial frame, or lines without their commit) is cut off.
-func (j *job) load(seal *sealer) (tornBytes int64, err error) {
+func (j *job) load(box *seal.Box) (tornBytes int64, err error) {
 	f, err := os.OpenFile(j.path, os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		j.publish(visible{next: 1})
@@ -202,7 +203,7 @@ func (j *job) load(seal *sealer) (tornBytes int64, err error) {
 		f.Close()
 		return 0, fmt.Errorf("logging: %s: %w", j.path, err)
 	}
-	good, err := j.replay(f, seal)
+	good, err := j.replay(f, box)
 	if err != nil {
 		f.Close()
 		return 0, err
@@ -232,7 +233,7 @@ func (j *job) load(seal *sealer) (tornBytes int64, err error) {
 
 // replay reads the records of f and sets the job's state from them. It
 // returns the offset after the last record that counts.
-func (j *job) replay(f *os.File, seal *sealer) (int64, error) {
+func (j *job) replay(f *os.File, box *seal.Box) (int64, error) {
 	fr := newFrameReader(f, 0, 256<<10)
 	var (
 		good     int64   // offset after the last counted record
@@ -317,7 +318,7 @@ scan:
 	// Secrets: every open's values, and the context of the last commit.
 	var masks []string
 	for _, b := range maskBlob {
-		plain, err := seal.open(b, j.sealAD("masks"))
+		plain, err := box.Open(b, j.sealAD("masks"))
 		if err != nil {
 			return 0, fmt.Errorf("logging: %s: masks: %w", j.path, err)
 		}
@@ -330,7 +331,7 @@ scan:
 	j.masks = cleanSecrets(masks)
 	j.mask = newMasker(j.masks)
 	if ctxBlob != nil && j.mask != nil {
-		plain, err := seal.open(ctxBlob, j.sealAD("context"))
+		plain, err := box.Open(ctxBlob, j.sealAD("context"))
 		if err != nil {
 			return 0, fmt.Errorf("logging: %s: context: %w", j.path, err)
 		}

@@ -77,6 +77,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/seal"
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/modules/rpc"
 	"github.com/zeroci/zeroci/transport"
@@ -174,7 +175,7 @@ type Logging struct {
 	log    zerolog.Logger
 	tr     transport.Transport
 	dir    string
-	keys   *sealer
+	keys   *seal.Box
 	commit *committer
 	svc    transport.Service
 	runCtx context.Context // ends when the module stops
@@ -211,12 +212,12 @@ func (l *Logging) Start(ctx context.Context, host modules.Host) error {
 	if keyFile == "" {
 		keyFile = filepath.Join(l.dir, "secrets.key")
 	}
-	key, err := loadKey(keyFile, l.opts.KeyFile == "")
+	key, err := seal.LoadKey(keyFile, l.opts.KeyFile == "")
 	if err != nil {
-		return err
+		return fmt.Errorf("logging: %w", err)
 	}
-	if l.keys, err = newSealer(key); err != nil {
-		return err
+	if l.keys, err = seal.New(key); err != nil {
+		return fmt.Errorf("logging: %w", err)
 	}
 	l.jobs = make(map[contracts.JobRef]*job)
 	l.noBlob = make(map[contracts.JobRef]time.Time)
