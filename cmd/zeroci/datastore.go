@@ -47,14 +47,20 @@ func (f *storeFlags) load(cmd *cobra.Command) (*config.Config, string, error) {
 	return cfg, dir, nil
 }
 
-func (f *storeFlags) storeOptions(cfg *config.Config, dataDir string) (store.Options, error) {
-	so := server.DatastoreOptions(cfg).StoreOptions(dataDir)
+// open loads the configuration and returns it, the data directory and
+// the data store's options (creating the SQLite file's directory).
+func (f *storeFlags) open(cmd *cobra.Command) (*config.Config, string, store.Options, error) {
+	cfg, dir, err := f.load(cmd)
+	if err != nil {
+		return nil, "", store.Options{}, err
+	}
+	so := server.DatastoreOptions(cfg).StoreOptions(dir)
 	if so.Driver == store.DriverSQLite {
 		if err := os.MkdirAll(filepath.Dir(so.DSN), 0o700); err != nil {
-			return so, err
+			return nil, "", so, err
 		}
 	}
-	return so, nil
+	return cfg, dir, so, nil
 }
 
 func newMigrateCmd() *cobra.Command {
@@ -69,11 +75,7 @@ are serialised by a lock.`,
 		Args:                  cobra.NoArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, dir, err := f.load(cmd)
-			if err != nil {
-				return runFailed(err)
-			}
-			so, err := f.storeOptions(cfg, dir)
+			_, _, so, err := f.open(cmd)
 			if err != nil {
 				return runFailed(err)
 			}
@@ -111,11 +113,7 @@ while it runs).`,
 		Args:                  cobra.NoArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, dir, err := f.load(cmd)
-			if err != nil {
-				return runFailed(err)
-			}
-			so, err := f.storeOptions(cfg, dir)
+			cfg, dir, so, err := f.open(cmd)
 			if err != nil {
 				return runFailed(err)
 			}
