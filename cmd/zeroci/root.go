@@ -28,7 +28,7 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
-	root.AddCommand(newServerCmd(log), newMigrateCmd(), newDatastoreCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(log), newMigrateCmd(), newDatastoreCmd(), newValidateCmd(), newVersionCmd())
 	return root
 }
 
