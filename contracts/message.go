@@ -190,7 +190,8 @@ var errTrailing = errors.New("trailing data after the JSON object")
 //
 // encoding/json matches object keys case-insensitively and keeps the last
 // of duplicate keys; strict decoding here does not change that. The log
-// messages decode themselves (strictJSONDecoder) to the same effect.
+// and blob chunk messages decode themselves (strictJSONDecoder, in
+// logline_json.go and blobchunk_json.go) to the same effect.
 func decodeJSON(data []byte, v any) error {
 	i := 0
 	for i < len(data) && isJSONSpace(data[i]) {
@@ -215,8 +216,8 @@ func decodeJSON(data []byte, v any) error {
 
 // encodeJSON returns v's compact JSON, without HTML escaping (payloads hold
 // scripts and logs, where "&&" should stay readable) and without the
-// Encoder's trailing newline. The log messages encode themselves
-// (jsonAppender) to the same bytes.
+// Encoder's trailing newline. The log and blob chunk messages encode
+// themselves (jsonAppender) to the same bytes.
 func encodeJSON(v any) ([]byte, error) {
 	if a, ok := v.(jsonAppender); ok {
 		return a.appendJSON(nil)
