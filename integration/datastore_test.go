@@ -15,6 +15,7 @@ import (
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/modules/datastore/store"
 	"github.com/zeroci/zeroci/modules/rpc"
+	"github.com/zeroci/zeroci/transport"
 	"github.com/zeroci/zeroci/transport/zmq"
 )
 
@@ -137,6 +138,16 @@ func TestMigrateAndRebuild(t *testing.T) {
 		t.Fatalf("rebuild changed the rows:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 	startServer("server (restarted)")
+	// The client's link to the restarted process resynchronises in the
+	// background; until it has, a request may be refused as lost (it is
+	// not idempotent, so the transport does not resend it). Wait with an
+	// idempotent read.
+	waitFor(t, ctx, "the restarted data store to answer", func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := rpc.Call[contracts.Repo](rctx, node, contracts.GetRepo{Name: "web"}, transport.Idempotent())
+		return err == nil
+	})
 	b, err := rpc.Call[contracts.Build](ctx, node, contracts.TriggerBuild{Repo: "web", Event: contracts.TriggerManual})
 	if err != nil || b.Number != 11 {
 		t.Fatalf("trigger after rebuild: %+v %v; want number 11", b, err)
