@@ -237,3 +237,21 @@ func (m LogSummary) Validate() error {
 		field("blob_key", checkBlobKey(m.BlobKey)),
 	)
 }
+
+// JSONStringLen bounds the length of s encoded as the contents of a JSON
+// string, as this package encodes it: for sizing chunks of lines to stay
+// within MaxPayload.
+func JSONStringLen(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c == '<', c == '>', c == '&':
+			n += 5
+		case c == '"', c == '\\':
+			n++
+		case c == 0xe2: // U+2028 and U+2029 are escaped too
+			n += 3
+		}
+	}
+	return n
+}

@@ -297,7 +297,7 @@ func (w *Writer) addPieceLocked(stream contracts.Stream, text string) error {
 	now := time.Now().UTC()
 	w.cur = append(w.cur, contracts.LogLine{N: w.next, Time: now, Stream: stream, Text: text})
 	w.next++
-	w.curBytes += lineJSON + jsonLen(text)
+	w.curBytes += lineJSON + contracts.JSONStringLen(text)
 	switch {
 	case len(w.cur) >= contracts.MaxLogChunkLines || w.curBytes >= chunkBytes:
 		w.sealLocked()
@@ -581,20 +581,4 @@ func retry(ctx context.Context, f func() error) error {
 		}
 		backoff = min(2*backoff, retryMax)
 	}
-}
-
-// jsonLen bounds the length of s as a JSON string's contents.
-func jsonLen(s string) int {
-	n := len(s)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20, c == '<', c == '>', c == '&':
-			n += 5
-		case c == '"', c == '\\':
-			n++
-		case c == 0xe2: // U+2028 and U+2029 are escaped too
-			n += 3
-		}
-	}
-	return n
 }

@@ -139,7 +139,7 @@ func (l *Logging) readLines(j *job, v visible, req contracts.ReadLog) (contracts
 		if want := req.From + int64(len(lines)); ln.N != want {
 			return nil, contracts.NewError(contracts.CodeInternal, fmt.Sprintf("logging: %s: found line %d where %d should be", j.ref, ln.N, want))
 		}
-		budget += lineJSON + jsonLen(ln.Text)
+		budget += lineJSON + contracts.JSONStringLen(ln.Text)
 		if budget > maxReadBytes && len(lines) > 0 {
 			break
 		}
@@ -147,22 +147,6 @@ func (l *Logging) readLines(j *job, v visible, req contracts.ReadLog) (contracts
 	}
 	next := req.From + int64(len(lines))
 	return contracts.LogLines{Job: req.Job, Lines: lines, Next: next, Closed: v.closed != nil && next > v.lines}, nil
-}
-
-// jsonLen bounds the length of s as a JSON string's contents.
-func jsonLen(s string) int {
-	n := len(s)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20, c == '<', c == '>', c == '&':
-			n += 5
-		case c == '"', c == '\\':
-			n++
-		case c == 0xe2: // U+2028 and U+2029 are escaped too
-			n += 3
-		}
-	}
-	return n
 }
 
 // restore brings back a closed log whose file is gone from its blob, if

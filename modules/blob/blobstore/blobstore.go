@@ -221,3 +221,28 @@ func CheckPrefix(prefix string) error {
 	}
 	return CheckKey(strings.TrimSuffix(prefix, "/"))
 }
+
+// CopyContext copies r to w until EOF, checking ctx between reads of up
+// to 256 KiB; a read error is wrapped as "read content".
+func CopyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := r.Read(buf)
+		if m > 0 {
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("read content: %w", err)
+		}
+	}
+}

@@ -75,8 +75,6 @@ const (
 	maxMetaLen = 16 << 10
 	// maxPlainSegment is the longest segment stored under its own name.
 	maxPlainSegment = 200
-	// copyBufSize is the buffer a Put copies through.
-	copyBufSize = 256 << 10
 )
 
 // Store keeps blobs as files under one directory. Safe for concurrent use.
@@ -194,7 +192,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts blobstore
 	}()
 
 	h := sha256.New()
-	n, err := copyContext(ctx, io.MultiWriter(f, h), r)
+	n, err := blobstore.CopyContext(ctx, io.MultiWriter(f, h), r)
 	if err != nil {
 		return blobstore.Info{}, fmt.Errorf("fsstore: put %q: %w", key, err)
 	}
@@ -237,30 +235,6 @@ func (s *Store) commit(tmp, final string) error {
 		return err
 	}
 	return syncDir(dir)
-}
-
-// copyContext copies r to w until EOF, checking ctx between reads.
-func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
-	buf := make([]byte, copyBufSize)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, err := r.Read(buf)
-		if m > 0 {
-			if _, werr := w.Write(buf[:m]); werr != nil {
-				return n, werr
-			}
-			n += int64(m)
-		}
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("read content: %w", err)
-		}
-	}
 }
 
 func writeTrailer(f *os.File, m meta) error {

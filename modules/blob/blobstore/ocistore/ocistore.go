@@ -390,7 +390,7 @@ func (s *Store) putLarge(ctx context.Context, key string, first []byte, rest, or
 			// Read the rest once for the digest, then go back to the
 			// probe byte, which rest replays.
 			pos--
-			_, err := copyContext(ctx, h, rest)
+			_, err := blobstore.CopyContext(ctx, h, rest)
 			if err == nil {
 				_, err = seeker.Seek(pos, io.SeekStart)
 			}
@@ -407,7 +407,7 @@ func (s *Store) putLarge(ctx context.Context, key string, first []byte, rest, or
 				spool.Close()
 				os.Remove(spool.Name())
 			}()
-			if _, err := copyContext(ctx, io.MultiWriter(spool, h), rest); err != nil {
+			if _, err := blobstore.CopyContext(ctx, io.MultiWriter(spool, h), rest); err != nil {
 				return blobstore.Info{}, fmt.Errorf("ocistore: put %q: spool: %w", key, err)
 			}
 			if _, err := spool.Seek(0, io.SeekStart); err != nil {
@@ -526,30 +526,6 @@ func (s *Store) uploadPart(ctx context.Context, key, uploadID string, num int, d
 		return "", fmt.Errorf("ocistore: put %q: upload part %d: no ETag in the answer", key, num)
 	}
 	return *resp.ETag, nil
-}
-
-// copyContext copies r to w until EOF, checking ctx between reads.
-func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, err := r.Read(buf)
-		if m > 0 {
-			if _, werr := w.Write(buf[:m]); werr != nil {
-				return n, werr
-			}
-			n += int64(m)
-		}
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("read content: %w", err)
-		}
-	}
 }
 
 // Get implements blobstore.Backend. The reader streams from the service
