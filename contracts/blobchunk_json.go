@@ -78,7 +78,7 @@ func (m *PutChunk) decodeStrictJSON(data []byte) error {
 		return err
 	}
 	err := r.object(TypePutChunk, func(key []byte) error {
-		switch putChunkField(key) {
+		switch fieldIndex(key, putChunkFields) {
 		case 0:
 			return r.idValue("upload_id", &m.UploadID)
 		case 1:
@@ -122,7 +122,7 @@ func (m *BlobChunk) decodeStrictJSON(data []byte) error {
 		return err
 	}
 	err := r.object(TypeBlobChunk, func(key []byte) error {
-		switch blobChunkField(key) {
+		switch fieldIndex(key, blobChunkFields) {
 		case 0:
 			return r.stringValue("key", &m.Key)
 		case 1:
@@ -146,41 +146,11 @@ func (m *BlobChunk) decodeStrictJSON(data []byte) error {
 	return r.end()
 }
 
-// Field lookup, as lineField.
-
-func putChunkField(key []byte) int {
-	switch string(key) {
-	case "upload_id":
-		return 0
-	case "offset":
-		return 1
-	case "data":
-		return 2
-	case "sha256":
-		return 3
-	}
-	return foldedField(key, "upload_id", "offset", "data", "sha256")
-}
-
-func blobChunkField(key []byte) int {
-	switch string(key) {
-	case "key":
-		return 0
-	case "offset":
-		return 1
-	case "data":
-		return 2
-	case "sha256":
-		return 3
-	case "size":
-		return 4
-	case "blob_sha256":
-		return 5
-	case "eof":
-		return 6
-	}
-	return foldedField(key, "key", "offset", "data", "sha256", "size", "blob_sha256", "eof")
-}
+// Field names in declaration order, for fieldIndex.
+var (
+	putChunkFields  = []string{"upload_id", "offset", "data", "sha256"}
+	blobChunkFields = []string{"key", "offset", "data", "sha256", "size", "blob_sha256", "eof"}
+)
 
 // appendJSONBytes appends b as encoding/json writes a []byte: null if nil,
 // else a string of padded standard base64 (nothing in it needs escaping).

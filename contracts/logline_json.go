@@ -131,7 +131,7 @@ func (m *AppendLog) decodeStrictJSON(data []byte) error {
 		return err
 	}
 	err := r.object("logging.append", func(key []byte) error {
-		switch appendLogField(key) {
+		switch fieldIndex(key, appendLogFields) {
 		case 0:
 			return r.jobRef(&m.Job)
 		case 1:
@@ -186,7 +186,7 @@ func (m *LogLines) decodeStrictJSON(data []byte) error {
 		return err
 	}
 	err := r.object("logging.lines", func(key []byte) error {
-		switch logLinesField(key) {
+		switch fieldIndex(key, logLinesFields) {
 		case 0:
 			return r.jobRef(&m.Job)
 		case 1:
@@ -204,61 +204,23 @@ func (m *LogLines) decodeStrictJSON(data []byte) error {
 	return r.end()
 }
 
-// Field lookup: the exact (lowercase) name first, then encoding/json's
-// case folding. Each returns the field's index in declaration order, or -1.
+// Field names in declaration order, for fieldIndex.
+var (
+	lineFields      = []string{"n", "time", "stream", "text"}
+	appendLogFields = []string{"job", "attempt", "seq", "lines"}
+	logLinesFields  = []string{"job", "lines", "next", "closed"}
+	jobRefFields    = []string{"repo", "build", "job"}
+)
 
-func lineField(key []byte) int {
-	switch string(key) {
-	case "n":
-		return 0
-	case "time":
-		return 1
-	case "stream":
-		return 2
-	case "text":
-		return 3
+// fieldIndex returns the index of the field key names: the exact
+// (lowercase) name first, then encoding/json's case folding; -1 if none.
+func fieldIndex(key []byte, names []string) int {
+	for i, name := range names {
+		if string(key) == name {
+			return i
+		}
 	}
-	return foldedField(key, "n", "time", "stream", "text")
-}
-
-func appendLogField(key []byte) int {
-	switch string(key) {
-	case "job":
-		return 0
-	case "attempt":
-		return 1
-	case "seq":
-		return 2
-	case "lines":
-		return 3
-	}
-	return foldedField(key, "job", "attempt", "seq", "lines")
-}
-
-func logLinesField(key []byte) int {
-	switch string(key) {
-	case "job":
-		return 0
-	case "lines":
-		return 1
-	case "next":
-		return 2
-	case "closed":
-		return 3
-	}
-	return foldedField(key, "job", "lines", "next", "closed")
-}
-
-func jobRefField(key []byte) int {
-	switch string(key) {
-	case "repo":
-		return 0
-	case "build":
-		return 1
-	case "job":
-		return 2
-	}
-	return foldedField(key, "repo", "build", "job")
+	return foldedField(key, names...)
 }
 
 func foldedField(key []byte, names ...string) int {
@@ -864,7 +826,7 @@ func (r *jsonReader) jobRef(dst *JobRef) error {
 		return nil
 	}
 	return r.object("job", func(key []byte) error {
-		switch jobRefField(key) {
+		switch fieldIndex(key, jobRefFields) {
 		case 0:
 			return r.stringValue("job.repo", &dst.Repo)
 		case 1:
@@ -881,7 +843,7 @@ func (r *jsonReader) logLine(dst *LogLine) error {
 		return nil
 	}
 	return r.object("line", func(key []byte) error {
-		switch lineField(key) {
+		switch fieldIndex(key, lineFields) {
 		case 0:
 			return r.int64Value("n", &dst.N)
 		case 1:
