@@ -243,6 +243,13 @@ func (h *Hub) read(ctx context.Context, req contracts.ReadEvents) (contracts.Mes
 	if err != nil {
 		return nil, logError(err)
 	}
+	if req.Since > st.Head && len(out.Events) == 0 {
+		// The reader holds events this log does not have: the log was
+		// lost or replaced, or the reader follows another one. Say so
+		// rather than let it wait for numbers it has already seen.
+		return nil, contracts.NewError(contracts.CodeConflict,
+			fmt.Sprintf("since %d is past this event log's head %d: the log was replaced or lost, or this is another deployment's hub", req.Since, st.Head))
+	}
 	out.Head = max(st.Head, out.Next)
 	return out, nil
 }

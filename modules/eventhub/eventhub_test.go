@@ -127,6 +127,10 @@ func TestPublishReadIdempotent(t *testing.T) {
 	if err != nil || len(batch.Events) != 0 || batch.Next != 5 || batch.Head != 5 {
 		t.Fatalf("filtered read = %+v, %v", batch, err)
 	}
+	// A reader ahead of the log (the log was replaced) is told so.
+	if _, err := hubclient.Read(ctx, e.client, contracts.ReadEvents{Since: 99}); contracts.CodeOf(err) != contracts.CodeConflict {
+		t.Fatalf("read past the head: %v, want conflict", err)
+	}
 	if _, err := hubclient.Publish(ctx, e.client, contracts.Event{}); contracts.CodeOf(err) != contracts.CodeInvalidArgument {
 		t.Fatalf("invalid event: %v, want invalid_argument", err)
 	}
