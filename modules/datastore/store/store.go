@@ -136,6 +136,25 @@ func connect(ctx context.Context, o Options) (*sqlx.DB, error) {
 	// queries (measured: 4.5x fewer trigger commands/s at 16 clients).
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
+	if o.Driver == DriverSQLite {
+		// The first connection to a new file switches it to WAL, which
+		// takes a lock that another process's first connection or
+		// migration may hold, and SQLite does not wait for it there
+		// (SQLITE_BUSY despite the busy timeout): take the migration
+		// lock around it.
+		l := &fileLocker{path: o.DSN + ".lock"}
+		if err := l.Lock(ctx, db.DB); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: connect to sqlite: %w", err)
+		}
+		err := db.PingContext(ctx)
+		l.Unlock(ctx, db.DB)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: connect to sqlite: %w", err)
+		}
+		return db, nil
+	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", o.Driver, err)
