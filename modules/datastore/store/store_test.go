@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,12 +112,20 @@ func TestSQLiteUnwritable(t *testing.T) {
 // next Seq and a clock that advances one second per event, from a time
 // with sub-microsecond digits (which the store truncates).
 type fixture struct {
-	t     testing.TB
-	opts  Options
-	st    *Store
-	seq   int64
-	now   time.Time
-	skips []string // "seq: reason" reported to OnSkip
+	t      testing.TB
+	opts   Options
+	st     *Store
+	seq    int64
+	now    time.Time
+	skipMu sync.Mutex // OnSkip runs in whichever goroutine applies
+	skips  []string   // "seq: reason" reported to OnSkip
+}
+
+// skipped returns what OnSkip reported so far.
+func (f *fixture) skipped() []string {
+	f.skipMu.Lock()
+	defer f.skipMu.Unlock()
+	return append([]string(nil), f.skips...)
 }
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
@@ -126,7 +135,9 @@ func newFixture(t testing.TB, open func(testing.TB) Options) *fixture {
 	f := &fixture{t: t, now: t0}
 	f.opts = open(t)
 	f.opts.OnSkip = func(ev contracts.Event, reason string) {
+		f.skipMu.Lock()
 		f.skips = append(f.skips, fmt.Sprintf("%d: %s", ev.Seq, reason))
+		f.skipMu.Unlock()
 	}
 	f.st = f.open()
 	return f
@@ -172,11 +183,11 @@ func (f *fixture) apply(events ...contracts.Event) {
 // as stored.
 func (f *fixture) do(subject contracts.Subject, payload contracts.Message) time.Time {
 	f.t.Helper()
-	before := len(f.skips)
+	before := len(f.skipped())
 	ev := f.ev(subject, payload)
 	f.apply(ev)
-	if len(f.skips) != before {
-		f.t.Fatalf("%s %+v was skipped: %s", ev.Type, subject, f.skips[before])
+	if skips := f.skipped(); len(skips) != before {
+		f.t.Fatalf("%s %+v was skipped: %s", ev.Type, subject, skips[before])
 	}
 	return ev.Time.Truncate(time.Microsecond)
 }
@@ -191,11 +202,11 @@ func (f *fixture) skip(subject contracts.Subject, payload contracts.Message, why
 func (f *fixture) skipEvent(ev contracts.Event, why string) {
 	f.t.Helper()
 	before := f.dump()
-	nskips := len(f.skips)
+	nskips := len(f.skipped())
 	f.apply(ev)
 	after := f.dump()
-	if len(f.skips) != nskips+1 || !strings.Contains(f.skips[nskips], why) {
-		f.t.Fatalf("%s %s/%d/%s: skips %q, want one more containing %q", ev.Type, ev.Repo, ev.Build, ev.Job, f.skips[nskips:], why)
+	if skips := f.skipped(); len(skips) != nskips+1 || !strings.Contains(skips[nskips], why) {
+		f.t.Fatalf("%s %s/%d/%s: skips %q, want one more containing %q", ev.Type, ev.Repo, ev.Build, ev.Job, skips[nskips:], why)
 	}
 	if want := withLast(before, ev.Seq); after != want {
 		f.t.Fatalf("skipped %s changed rows:\n%s", ev.Type, diff(want, after))
@@ -207,11 +218,11 @@ func (f *fixture) skipEvent(ev contracts.Event, why string) {
 func (f *fixture) noop(subject contracts.Subject, payload contracts.Message) {
 	f.t.Helper()
 	before := f.dump()
-	nskips := len(f.skips)
+	nskips := len(f.skipped())
 	ev := f.ev(subject, payload)
 	f.apply(ev)
-	if len(f.skips) != nskips {
-		f.t.Fatalf("%s reported as skipped: %s", ev.Type, f.skips[nskips])
+	if skips := f.skipped(); len(skips) != nskips {
+		f.t.Fatalf("%s reported as skipped: %s", ev.Type, skips[nskips])
 	}
 	if after, want := f.dump(), withLast(before, ev.Seq); after != want {
 		f.t.Fatalf("%s changed rows:\n%s", ev.Type, diff(want, after))
