@@ -598,10 +598,13 @@ func testLoadBalancing(t *testing.T, _ Features, c Cluster) {
 			t.Errorf("%s handled %d times, want once", r, k)
 		}
 	}
+	// Least-busy balancing favours a replica that answers sooner (the one
+	// beside the broker, on a loaded machine), so the bounds are wide; they
+	// still catch every request going to one replica, or one starved.
 	fair := total / len(replicaNodes)
 	for i, k := range counts {
-		if k < fair*7/10 || k > fair*13/10 {
-			t.Errorf("replica %d handled %d of %d requests (all: %v), want %d ± 30%%", i, k, total, counts, fair)
+		if k < fair/2 || k > fair*17/10 {
+			t.Errorf("replica %d handled %d of %d requests (all: %v), want between %d and %d", i, k, total, counts, fair/2, fair*17/10)
 		}
 	}
 }
