@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/zeroci/zeroci/modules/moduletest"
 	"github.com/zeroci/zeroci/transport"
 	"github.com/zeroci/zeroci/transport/inproc"
-	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -60,7 +58,7 @@ func newEnv(t testing.TB, kind string, opts blob.Options) *env {
 		net := inproc.NewNetwork()
 		e.srv, e.client = net.Node(), net.Node()
 	case "tcp":
-		e.srv, e.client = zmqPair(t, "tcp://127.0.0.1:0")
+		e.srv, e.client = moduletest.ZMQPair(t, "tcp://127.0.0.1:0")
 	case "ipc":
 		// Socket paths are limited to 107 bytes: t.TempDir is too deep.
 		sock, err := os.MkdirTemp("", "zb")
@@ -68,7 +66,7 @@ func newEnv(t testing.TB, kind string, opts blob.Options) *env {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(sock) })
-		e.srv, e.client = zmqPair(t, "ipc://"+filepath.Join(sock, "b.sock"))
+		e.srv, e.client = moduletest.ZMQPair(t, "ipc://"+filepath.Join(sock, "b.sock"))
 	default:
 		t.Fatalf("unknown transport %q", kind)
 	}
@@ -83,30 +81,6 @@ func newEnv(t testing.TB, kind string, opts blob.Options) *env {
 	e.store, e.opts = opts.Backend, opts
 	e.start(t)
 	return e
-}
-
-// zmqPair binds a broker at ep on one node and links another to it.
-func zmqPair(t testing.TB, ep string) (srv, client transport.Transport) {
-	t.Helper()
-	if strings.HasPrefix(ep, "tcp://") && strings.HasSuffix(ep, ":0") {
-		// Learn the port, then bind again with routes to itself.
-		n, err := zmq.New(zmq.Config{Bind: []string{ep}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ep = n.Endpoints()[0]
-		n.Close()
-	}
-	s, err := zmq.New(zmq.Config{Bind: []string{ep}, Routes: map[string]string{"*": ep}, Bus: ep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := zmq.New(zmq.Config{Routes: map[string]string{"*": ep}, Bus: ep})
-	if err != nil {
-		s.Close()
-		t.Fatal(err)
-	}
-	return s, c
 }
 
 func ctxT(t testing.TB) context.Context {

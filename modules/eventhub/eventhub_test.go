@@ -18,7 +18,6 @@ import (
 	"github.com/zeroci/zeroci/modules/moduletest"
 	"github.com/zeroci/zeroci/transport"
 	"github.com/zeroci/zeroci/transport/inproc"
-	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -52,22 +51,7 @@ func inprocEnv(t *testing.T, o filelog.Options) *env {
 // on another node that reaches it.
 func tcpEnv(t *testing.T) *env {
 	t.Helper()
-	hubTR, err := zmq.New(zmq.Config{Bind: []string{"tcp://127.0.0.1:0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := hubTR.Endpoints()[0]
-	hubTR.Close()
-	// Bind again with the routes to itself now that the port is known.
-	if hubTR, err = zmq.New(zmq.Config{Bind: []string{ep}, Routes: map[string]string{"*": ep}, Bus: ep}); err != nil {
-		t.Fatal(err)
-	}
-	client, err := zmq.New(zmq.Config{Routes: map[string]string{"*": ep}, Bus: ep})
-	if err != nil {
-		hubTR.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); hubTR.Close() })
+	hubTR, client := moduletest.ZMQPair(t, "tcp://127.0.0.1:0")
 	e := &env{hubTR: hubTR, client: client, dir: t.TempDir()}
 	e.stopHub = moduletest.Start(t, fileHub(e.dir, filelog.Options{}), moduletest.Host{TR: hubTR, Log: moduletest.Logger(t), Dir: e.dir})
 	return e

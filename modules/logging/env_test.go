@@ -26,7 +26,6 @@ import (
 	"github.com/zeroci/zeroci/modules/rpc"
 	"github.com/zeroci/zeroci/transport"
 	"github.com/zeroci/zeroci/transport/inproc"
-	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -51,7 +50,7 @@ func newEnv(t testing.TB, kind string, opts logging.Options) *env {
 		net := inproc.NewNetwork()
 		e.srv, e.client = net.Node(), net.Node()
 	case "tcp":
-		e.srv, e.client = zmqPair(t)
+		e.srv, e.client = moduletest.ZMQPair(t, "tcp://127.0.0.1:0")
 	default:
 		t.Fatalf("unknown transport %q", kind)
 	}
@@ -82,27 +81,6 @@ func (e *env) restart(t testing.TB) {
 	t.Helper()
 	e.stopLogging()
 	e.startLogging(t)
-}
-
-// zmqPair binds a broker on loopback tcp on one node and links another.
-func zmqPair(t testing.TB) (srv, client transport.Transport) {
-	t.Helper()
-	n, err := zmq.New(zmq.Config{Bind: []string{"tcp://127.0.0.1:0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := n.Endpoints()[0]
-	n.Close()
-	s, err := zmq.New(zmq.Config{Bind: []string{ep}, Routes: map[string]string{"*": ep}, Bus: ep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := zmq.New(zmq.Config{Routes: map[string]string{"*": ep}, Bus: ep})
-	if err != nil {
-		s.Close()
-		t.Fatal(err)
-	}
-	return s, c
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -4,6 +4,7 @@ package moduletest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/transport"
+	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 // Host is a modules.Host for tests.
@@ -58,4 +60,39 @@ func Start(t testing.TB, m modules.Module, host modules.Host) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// ZMQPair binds a ZeroMQ broker at ep on one node (the module's) and links
+// a second node (the client's) to it; both close when the test ends. A
+// tcp endpoint with port 0 gets a free port first. Every service and the
+// bus go through that one broker.
+func ZMQPair(t testing.TB, ep string) (srv, client transport.Transport) {
+	t.Helper()
+	if strings.HasPrefix(ep, "tcp://") && strings.HasSuffix(ep, ":0") {
+		// Learn the port, then bind again with routes to itself.
+		n, err := zmq.New(zmq.Config{Bind: []string{ep}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep = n.Endpoints()[0]
+		n.Close()
+	}
+	s, err := zmq.New(zmq.Config{Bind: []string{ep}, Routes: map[string]string{"*": ep}, Bus: ep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := zmq.New(zmq.Config{Routes: map[string]string{"*": ep}, Bus: ep})
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s, c
+}
+
+// Context returns a context that ends after d or with the test.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
