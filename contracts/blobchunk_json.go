@@ -72,28 +72,21 @@ func (m PutChunk) appendJSON(dst []byte) ([]byte, error) {
 }
 
 func (m *PutChunk) decodeStrictJSON(data []byte) error {
-	r := jsonReader{data: data}
-	r.space()
-	if err := r.topObject(); err != nil {
-		return err
-	}
-	err := r.object(TypePutChunk, func(key []byte) error {
-		switch fieldIndex(key, putChunkFields) {
-		case 0:
-			return r.idValue("upload_id", &m.UploadID)
-		case 1:
-			return r.int64Value("offset", &m.Offset)
-		case 2:
-			return r.bytesValue("data", &m.Data)
-		case 3:
-			return r.stringValue("sha256", &m.SHA256)
-		}
-		return r.unknownField(key)
+	return decodeTop(data, func(r *jsonReader) error {
+		return r.object(TypePutChunk, func(key []byte) error {
+			switch fieldIndex(key, putChunkFields) {
+			case 0:
+				return r.idValue("upload_id", &m.UploadID)
+			case 1:
+				return r.int64Value("offset", &m.Offset)
+			case 2:
+				return r.bytesValue("data", &m.Data)
+			case 3:
+				return r.stringValue("sha256", &m.SHA256)
+			}
+			return r.unknownField(key)
+		})
 	})
-	if err != nil {
-		return err
-	}
-	return r.end()
 }
 
 func (m BlobChunk) appendJSON(dst []byte) ([]byte, error) {
@@ -116,34 +109,27 @@ func (m BlobChunk) appendJSON(dst []byte) ([]byte, error) {
 }
 
 func (m *BlobChunk) decodeStrictJSON(data []byte) error {
-	r := jsonReader{data: data}
-	r.space()
-	if err := r.topObject(); err != nil {
-		return err
-	}
-	err := r.object(TypeBlobChunk, func(key []byte) error {
-		switch fieldIndex(key, blobChunkFields) {
-		case 0:
-			return r.stringValue("key", &m.Key)
-		case 1:
-			return r.int64Value("offset", &m.Offset)
-		case 2:
-			return r.bytesValue("data", &m.Data)
-		case 3:
-			return r.stringValue("sha256", &m.SHA256)
-		case 4:
-			return r.int64Value("size", &m.Size)
-		case 5:
-			return r.stringValue("blob_sha256", &m.BlobSHA256)
-		case 6:
-			return r.boolValue("eof", &m.EOF)
-		}
-		return r.unknownField(key)
+	return decodeTop(data, func(r *jsonReader) error {
+		return r.object(TypeBlobChunk, func(key []byte) error {
+			switch fieldIndex(key, blobChunkFields) {
+			case 0:
+				return r.stringValue("key", &m.Key)
+			case 1:
+				return r.int64Value("offset", &m.Offset)
+			case 2:
+				return r.bytesValue("data", &m.Data)
+			case 3:
+				return r.stringValue("sha256", &m.SHA256)
+			case 4:
+				return r.int64Value("size", &m.Size)
+			case 5:
+				return r.stringValue("blob_sha256", &m.BlobSHA256)
+			case 6:
+				return r.boolValue("eof", &m.EOF)
+			}
+			return r.unknownField(key)
+		})
 	})
-	if err != nil {
-		return err
-	}
-	return r.end()
 }
 
 // Field names in declaration order, for fieldIndex.

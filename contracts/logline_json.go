@@ -84,15 +84,7 @@ func (l *LogLine) UnmarshalJSON(data []byte) error {
 }
 
 func (l *LogLine) decodeStrictJSON(data []byte) error {
-	r := jsonReader{data: data}
-	r.space()
-	if err := r.topObject(); err != nil {
-		return err
-	}
-	if err := r.logLine(l); err != nil {
-		return err
-	}
-	return r.end()
+	return decodeTop(data, func(r *jsonReader) error { return r.logLine(l) })
 }
 
 // MarshalJSON returns m's JSON, as LogLine.MarshalJSON does.
@@ -125,28 +117,21 @@ func (m *AppendLog) UnmarshalJSON(data []byte) error {
 }
 
 func (m *AppendLog) decodeStrictJSON(data []byte) error {
-	r := jsonReader{data: data}
-	r.space()
-	if err := r.topObject(); err != nil {
-		return err
-	}
-	err := r.object("logging.append", func(key []byte) error {
-		switch fieldIndex(key, appendLogFields) {
-		case 0:
-			return r.jobRef(&m.Job)
-		case 1:
-			return r.intValue("attempt", &m.Attempt)
-		case 2:
-			return r.int64Value("seq", &m.Seq)
-		case 3:
-			return r.lines(&m.Lines)
-		}
-		return r.unknownField(key)
+	return decodeTop(data, func(r *jsonReader) error {
+		return r.object("logging.append", func(key []byte) error {
+			switch fieldIndex(key, appendLogFields) {
+			case 0:
+				return r.jobRef(&m.Job)
+			case 1:
+				return r.intValue("attempt", &m.Attempt)
+			case 2:
+				return r.int64Value("seq", &m.Seq)
+			case 3:
+				return r.lines(&m.Lines)
+			}
+			return r.unknownField(key)
+		})
 	})
-	if err != nil {
-		return err
-	}
-	return r.end()
 }
 
 // MarshalJSON returns m's JSON, as LogLine.MarshalJSON does.
@@ -180,25 +165,32 @@ func (m *LogLines) UnmarshalJSON(data []byte) error {
 }
 
 func (m *LogLines) decodeStrictJSON(data []byte) error {
+	return decodeTop(data, func(r *jsonReader) error {
+		return r.object("logging.lines", func(key []byte) error {
+			switch fieldIndex(key, logLinesFields) {
+			case 0:
+				return r.jobRef(&m.Job)
+			case 1:
+				return r.lines(&m.Lines)
+			case 2:
+				return r.int64Value("next", &m.Next)
+			case 3:
+				return r.boolValue("closed", &m.Closed)
+			}
+			return r.unknownField(key)
+		})
+	})
+}
+
+// decodeTop decodes data as one top-level JSON object with decode, then
+// requires that nothing but white space follows.
+func decodeTop(data []byte, decode func(r *jsonReader) error) error {
 	r := jsonReader{data: data}
 	r.space()
 	if err := r.topObject(); err != nil {
 		return err
 	}
-	err := r.object("logging.lines", func(key []byte) error {
-		switch fieldIndex(key, logLinesFields) {
-		case 0:
-			return r.jobRef(&m.Job)
-		case 1:
-			return r.lines(&m.Lines)
-		case 2:
-			return r.int64Value("next", &m.Next)
-		case 3:
-			return r.boolValue("closed", &m.Closed)
-		}
-		return r.unknownField(key)
-	})
-	if err != nil {
+	if err := decode(&r); err != nil {
 		return err
 	}
 	return r.end()
