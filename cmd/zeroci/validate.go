@@ -15,7 +15,8 @@ func newValidateCmd() *cobra.Command {
 		Use:   "validate [FILE]",
 		Short: "Check a pipeline file",
 		Long: `Check a pipeline file: FILE, or the current directory's .zeroci/pipeline.yaml
-(.yml, .json). Each problem is printed on stderr as "FILE:LINE: message".
+(.yml, .json). Each problem is printed (stdout) as "FILE:LINE: message",
+then one line on stderr with their count.
 
 Exit status: 0 when the file is valid, 1 when it has problems or cannot be
 read, 2 for a bad command line.`,
@@ -34,8 +35,10 @@ read, 2 for a bad command line.`,
 			p, err := pipeline.Load(path)
 			var errs pipeline.Errors
 			if errors.As(err, &errs) {
+				// The problems are the command's report (stdout); the
+				// one-line failure goes to stderr with the exit code.
 				for _, e := range errs {
-					fmt.Fprintln(cmd.ErrOrStderr(), e)
+					fmt.Fprintln(cmd.OutOrStdout(), e)
 				}
 				return &exitError{code: exitFailure, err: fmt.Errorf("validate: %s: %d %s", path, len(errs), plural(len(errs), "problem"))}
 			}

@@ -49,17 +49,18 @@ func TestValidate(t *testing.T) {
 		code           int
 	}{
 		{"valid", []string{"validate", good}, good + ": valid, 2 jobs\n", "", 0},
-		{"invalid", []string{"validate", bad}, "",
+		{"invalid", []string{"validate", bad},
 			bad + ":2: job \"build\": missing key \"script\": a job needs at least one command\n" +
 				bad + ":3: job \"build\": unknown key \"scirpt\" (did you mean \"script\"?)\n" +
 				bad + ":6: job \"test\": depends_on: unknown job \"biuld\" (did you mean \"build\"?)\n" +
-				bad + ":7: job \"test\": timeout: 10 has no unit: write e.g. 10m or 10s\n" +
-				"zeroci: validate: " + bad + ": 4 problems\n", 1},
-		{"invalid JSON", []string{"validate", badJSON}, "",
-			badJSON + ":3: invalid JSON: invalid character '}' looking for beginning of object key string\n" +
-				"zeroci: validate: " + badJSON + ": 1 problem\n", 1},
-		{"cycle", []string{"validate", cycle}, "",
-			cycle + ":2: dependency cycle: a -> b -> a\nzeroci: validate: " + cycle + ": 1 problem\n", 1},
+				bad + ":7: job \"test\": timeout: 10 has no unit: write e.g. 10m or 10s\n",
+			"zeroci: validate: " + bad + ": 4 problems\n", 1},
+		{"invalid JSON", []string{"validate", badJSON},
+			badJSON + ":3: invalid JSON: invalid character '}' looking for beginning of object key string\n",
+			"zeroci: validate: " + badJSON + ": 1 problem\n", 1},
+		{"cycle", []string{"validate", cycle},
+			cycle + ":2: dependency cycle: a -> b -> a\n",
+			"zeroci: validate: " + cycle + ": 1 problem\n", 1},
 		{"missing file", []string{"validate", filepath.Join(dir, "nope.yaml")}, "",
 			"zeroci: validate: pipeline: open " + filepath.Join(dir, "nope.yaml") + ": no such file or directory\n", 1},
 		{"two files", []string{"validate", good, bad}, "",
