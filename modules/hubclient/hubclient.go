@@ -137,9 +137,7 @@ func (f *follower) run(ctx context.Context) error {
 			if err := f.catchUp(ctx, 0); err != nil {
 				return err
 			}
-		case errors.Is(err, transport.ErrClosed):
-			return err
-		default:
+		default: // ErrClosed, or a transport failure Follow cannot mend
 			return err
 		}
 	}
