@@ -41,6 +41,12 @@ const (
 	TypeSecretNames   = "datastore.secret_names"
 	TypeJobSecrets    = "datastore.job_secrets"
 
+	TypeListActive   = "datastore.list_active"
+	TypeActiveBuilds = "datastore.active_builds"
+
+	TypeSync   = "datastore.sync"
+	TypeSynced = "datastore.synced"
+
 	TypeCreateToken = "datastore.create_token"
 	TypeCheckToken  = "datastore.check_token"
 	TypeToken       = "datastore.token"
@@ -231,6 +237,10 @@ type TriggerBuild struct {
 	Params map[string]string `json:"params,omitempty"`
 	Event  TriggerKind       `json:"event"`
 	User   string            `json:"user,omitempty"` // the user or token name, or the webhook's sender
+	// DedupKey, if set, is unique per repository (a webhook's delivery id,
+	// "poll:" and a polled commit): a trigger with a key already used
+	// answers the build that key made and makes none.
+	DedupKey string `json:"dedup_key,omitempty"`
 }
 
 func (TriggerBuild) MessageType() string { return TypeTriggerBuild }
@@ -243,8 +253,12 @@ func (m TriggerBuild) Validate() error {
 		field("params", checkParams(m.Params)),
 		field("event", m.Event.check()),
 		field("user", checkUser(m.User)),
+		field("dedup_key", checkText(m.DedupKey, MaxDedupKey, false)),
 	)
 }
+
+// MaxDedupKey bounds TriggerBuild.DedupKey.
+const MaxDedupKey = 200
 
 // GetBuild reads a build with its jobs (datastore.get_build →
 // datastore.build).
@@ -697,4 +711,76 @@ func (m Token) Validate() error {
 func TokenHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// Sync waits until the data store has applied every event up to Seq
+// (datastore.sync → datastore.synced), or the request's deadline passes
+// (CodeUnavailable). A reader that saw the hub's head at Seq and then reads
+// the data store sees every change up to it: the scheduler does this when
+// it starts, before it scans for unfinished builds.
+type Sync struct {
+	Seq int64 `json:"seq"`
+}
+
+func (Sync) MessageType() string { return TypeSync }
+
+func (m Sync) Validate() error {
+	return validate(TypeSync, field("seq", nonNegative(m.Seq)))
+}
+
+// Synced answers Sync (datastore.synced) with the last applied event's seq.
+type Synced struct {
+	Applied int64 `json:"applied"`
+}
+
+func (Synced) MessageType() string { return TypeSynced }
+
+func (m Synced) Validate() error {
+	return validate(TypeSynced, field("applied", nonNegative(m.Applied)))
+}
+
+// ListActive lists the builds that are queued or running, with their jobs
+// and the leases of their running jobs, ordered by repository and number
+// (datastore.list_active → datastore.active_builds). Restricted: the
+// scheduler reads it when it starts, to pick up every unfinished build.
+// A page ends after Limit builds; the next starts after the last one.
+type ListActive struct {
+	AfterRepo   string `json:"after_repo,omitempty"`
+	AfterNumber int64  `json:"after_number,omitempty"`
+	Limit       int    `json:"limit,omitempty"` // 0: DefaultListLimit
+}
+
+func (ListActive) MessageType() string { return TypeListActive }
+
+func (m ListActive) Validate() error {
+	return validate(TypeListActive,
+		field("after_repo", opt(m.AfterRepo, checkRepoName)),
+		field("after_number", nonNegative(m.AfterNumber)),
+		field("limit", checkLimit(m.Limit)),
+	)
+}
+
+// ActiveBuilds answers ListActive (datastore.active_builds).
+type ActiveBuilds struct {
+	Builds []ActiveBuild `json:"builds"`
+}
+
+// ActiveBuild is an unfinished build as the scheduler needs it.
+type ActiveBuild struct {
+	Build           Build         `json:"build"` // with its jobs
+	CancelRequested bool          `json:"cancel_requested,omitempty"`
+	Leases          map[string]ID `json:"leases,omitempty"` // running job id → the lease it runs under
+}
+
+func (ActiveBuilds) MessageType() string { return TypeActiveBuilds }
+
+func (m ActiveBuilds) Validate() error {
+	return validate(TypeActiveBuilds, field("builds", each(m.Builds, MaxListLimit, func(b ActiveBuild) error {
+		return all(
+			field("build", b.Build.check()),
+			field("leases", eachEntry(b.Leases, MaxJobs, func(k string, v ID) error {
+				return all(checkJobName(k), checkID(v))
+			})),
+		)
+	})))
 }

@@ -22,6 +22,8 @@ const (
 	TypeRenewLease  = "dispatch.renew"
 	TypeJobResult   = "dispatch.report_result"
 	TypeCancelJob   = "dispatch.cancel" // published on CancelTopic(runner id)
+	TypeGetStats    = "dispatch.get_stats"
+	TypeStats       = "dispatch.stats"
 	TypeWelcome     = "dispatch.welcome"
 	TypeWork        = "dispatch.work"
 	TypeLease       = "dispatch.lease"
@@ -294,6 +296,10 @@ type JobResult struct {
 	Reason     string    `json:"reason,omitempty"`    // e.g. "timeout after 10m0s", "image not found"
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
+	// Requeue hands the job back unfinished (status error): the runner is
+	// stopping and did not finish it in time. The scheduler runs it again
+	// elsewhere as a new attempt that does not count against its retries.
+	Requeue bool `json:"requeue,omitempty"`
 }
 
 func (JobResult) MessageType() string { return TypeJobResult }
@@ -303,8 +309,13 @@ func (m JobResult) Validate() error {
 	if m.Status == JobStatusSuccess && m.ExitCode != nil && *m.ExitCode != 0 {
 		exit = problem("%d with status success", *m.ExitCode)
 	}
+	var requeue error
+	if m.Requeue && m.Status != JobStatusError {
+		requeue = problem("with status %s, want error", m.Status)
+	}
 	return validate(TypeJobResult,
 		field("runner_id", checkRunnerID(m.RunnerID)),
+		field("requeue", requeue),
 		field("lease_id", checkID(m.LeaseID)),
 		field("job", m.Job.check()),
 		field("attempt", checkAttempt(m.Attempt)),
@@ -334,5 +345,32 @@ func (m CancelJob) Validate() error {
 		field("lease_id", checkID(m.LeaseID)),
 		field("job", m.Job.check()),
 		field("reason", checkReason(m.Reason)),
+	)
+}
+
+// GetStats asks the scheduler for its queue and runners, for metrics
+// (dispatch.get_stats → dispatch.stats).
+type GetStats struct{}
+
+func (GetStats) MessageType() string { return TypeGetStats }
+
+func (GetStats) Validate() error { return nil }
+
+// Stats answers GetStats (dispatch.stats).
+type Stats struct {
+	Queued  int `json:"queued"`  // jobs waiting for a runner
+	Running int `json:"running"` // jobs under a lease
+	Runners int `json:"runners"` // runners heard from within the lease time
+	Builds  int `json:"builds"`  // unfinished builds
+}
+
+func (Stats) MessageType() string { return TypeStats }
+
+func (m Stats) Validate() error {
+	return validate(TypeStats,
+		field("queued", nonNegative(m.Queued)),
+		field("running", nonNegative(m.Running)),
+		field("runners", nonNegative(m.Runners)),
+		field("builds", nonNegative(m.Builds)),
 	)
 }

@@ -206,6 +206,8 @@ type BuildTriggered struct {
 	Event   TriggerKind       `json:"event"`
 	User    string            `json:"user,omitempty"`     // the user or token name, or the webhook's sender
 	RetryOf int64             `json:"retry_of,omitempty"` // the build this one retries
+	// DedupKey is TriggerBuild.DedupKey: later triggers with it get this build.
+	DedupKey string `json:"dedup_key,omitempty"`
 }
 
 func (BuildTriggered) MessageType() string { return TypeBuildTriggered }
@@ -218,6 +220,7 @@ func (m BuildTriggered) Validate() error {
 		field("event", m.Event.check()),
 		field("user", checkUser(m.User)),
 		field("retry_of", nonNegative(m.RetryOf)),
+		field("dedup_key", checkText(m.DedupKey, MaxDedupKey, false)),
 	)
 }
 

@@ -208,6 +208,11 @@ type CloseLog struct {
 	Job     JobRef `json:"job"`
 	Attempt int    `json:"attempt"`
 	Seq     int64  `json:"seq"` // the attempt's last chunk, so that logging knows it has them all
+	// Stored closes with the chunks stored so far, Seq unchecked: the
+	// scheduler closes the log of a job whose runner reported its end (the
+	// runner finishes its output before it reports), in case the runner
+	// dies before its own close.
+	Stored bool `json:"stored,omitempty"`
 }
 
 func (CloseLog) MessageType() string { return TypeCloseLog }

@@ -64,6 +64,7 @@ func TestMessageRules(t *testing.T) {
 		{"attempt past max", Work{Assignments: []Assignment{{LeaseID: testID(1), Deadline: t1, Attempt: 2, MaxAttempts: 1, Job: validSpec()}}}, "assignments[0].max_attempts"},
 		{"success with exit code 1", JobResult{RunnerID: "r", LeaseID: testID(1), Job: ref(), Attempt: 1, Status: JobStatusSuccess, ExitCode: intp(1), StartedAt: t0, FinishedAt: t1}, "exit_code"},
 		{"result skipped", JobResult{RunnerID: "r", LeaseID: testID(1), Job: ref(), Attempt: 1, Status: JobStatusSkipped, StartedAt: t0, FinishedAt: t1}, "status"},
+		{"requeue with failure", JobResult{RunnerID: "r", LeaseID: testID(1), Job: ref(), Attempt: 1, Status: JobStatusFailure, StartedAt: t0, FinishedAt: t1, Requeue: true}, "requeue"},
 		{"exit code 256", JobResult{RunnerID: "r", LeaseID: testID(1), Job: ref(), Attempt: 1, Status: JobStatusFailure, ExitCode: intp(256), StartedAt: t0, FinishedAt: t1}, "exit_code"},
 		{"label value", RunnerHello{RunnerID: "r", Capacity: 1, Executor: ExecutorShell, Labels: map[string]string{"env": "pr od"}}, `labels["env"]`},
 		{"capacity", RunnerHello{RunnerID: "r", Capacity: 0, Executor: ExecutorShell}, "capacity"},

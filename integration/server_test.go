@@ -46,12 +46,7 @@ func TestDefaultServer(t *testing.T) {
 				t.Errorf("last log line %s", last)
 			}
 			all := strings.Join(lines, "\n")
-			for _, m := range []string{"buildscript", "jobs", "api"} {
-				if !strings.Contains(all, `"module":"`+m+`","issue":`) {
-					t.Errorf("no placeholder warning for %s", m)
-				}
-			}
-			for _, msg := range []string{"event hub started", "data store started", "blob store started", "logging started"} {
+			for _, msg := range []string{"event hub started", "data store started", "blob store started", "logging started", "runner started", "runner stopped"} {
 				if !strings.Contains(all, `"message":"`+msg+`"`) {
 					t.Errorf("no %q log line", msg)
 				}
@@ -148,11 +143,18 @@ func TestBadStart(t *testing.T) {
 }
 
 func TestUnknownCommand(t *testing.T) {
-	p := start(t, "zeroci", t.TempDir(), cleanEnv(), "bogus")
+	p := start(t, "zeroci", t.TempDir(), cleanEnv(), "zzz")
 	if code := p.wait(30 * time.Second); code != 2 {
 		t.Errorf("exit code %d, want 2", code)
 	}
-	if lines := p.stderr(); len(lines) != 1 || lines[0] != `zeroci: unknown command "bogus" for "zeroci" (see 'zeroci --help')` {
+	if lines := p.stderr(); len(lines) != 1 || lines[0] != `zeroci: unknown command "zzz" for "zeroci" (see 'zeroci --help')` {
+		t.Errorf("stderr %q", lines)
+	}
+	p = start(t, "zeroci", t.TempDir(), cleanEnv(), "bulid")
+	if code := p.wait(30 * time.Second); code != 2 {
+		t.Errorf("exit code %d, want 2", code)
+	}
+	if lines := p.stderr(); len(lines) != 1 || lines[0] != `zeroci: unknown command "bulid" for "zeroci" (did you mean build?) (see 'zeroci --help')` {
 		t.Errorf("stderr %q", lines)
 	}
 }
@@ -189,8 +191,8 @@ func TestHelpAndVersion(t *testing.T) {
 		"zeroci server [--config FILE] [--modules LIST] [--data-dir DIR] [--http ADDR]\n",
 		"eventhub     durable, numbered event log and live event fan-out\n",
 		"datastore    repos, builds, jobs, secrets and tokens, projected from the event log\n",
-		"(placeholder until issue 5)",
-		"api          HTTP API, webhooks and web UI (placeholder until issue 6)",
+		"buildscript  scheduler: plans builds from pipeline files and hands their jobs to runners\n",
+		"api          HTTP API, webhooks and web UI\n",
 		`(default "./zeroci-data")`, `(default "127.0.0.1:8080")`, `(default "all")`,
 	} {
 		if !strings.Contains(help, want) {

@@ -1,12 +1,8 @@
 package modules
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/zeroci/zeroci/transport"
 )
@@ -47,30 +43,5 @@ func TestServiceNames(t *testing.T) {
 	}
 	if HealthService("blob") != "blob.health" {
 		t.Errorf("HealthService = %q", HealthService("blob"))
-	}
-}
-
-type logHost struct{ log zerolog.Logger }
-
-func (h logHost) Transport() transport.Transport { return nil }
-func (h logHost) Logger() zerolog.Logger         { return h.log }
-func (h logHost) DataDir() string                { return "" }
-
-func TestPlaceholderSaysSo(t *testing.T) {
-	var buf bytes.Buffer
-	p := NewPlaceholder(Blob, 4)
-	var _ Module = p
-	if p.Name() != "blob" || p.Issue() != 4 {
-		t.Fatalf("placeholder %s %d", p.Name(), p.Issue())
-	}
-	if err := p.Start(context.Background(), logHost{zerolog.New(&buf)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	want := `{"level":"warn","issue":4,"message":"blob is a placeholder until issue 4: it answers only its health check"}`
-	if strings.TrimSpace(buf.String()) != want {
-		t.Errorf("log %s, want %s", buf.String(), want)
 	}
 }

@@ -28,7 +28,8 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
-	root.AddCommand(newServerCmd(log), newMigrateCmd(), newDatastoreCmd(), newValidateCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(log), newMigrateCmd(), newDatastoreCmd(), newValidateCmd(), newRunCmd(log), newVersionCmd())
+	root.AddCommand(newClientCmds()...)
 	return root
 }
 
@@ -56,11 +57,28 @@ func runFailed(err error) error {
 }
 
 // report prints err as one line on w and returns the exit code.
+// oneLine puts an error message on one line: cobra's "Did you mean
+// this?" list becomes "(did you mean a, b?)", other line breaks "; ".
+func oneLine(msg string) string {
+	head, suggest, found := strings.Cut(msg, "\n\nDid you mean this?\n")
+	var parts []string
+	for _, line := range strings.Split(head, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			parts = append(parts, line)
+		}
+	}
+	out := strings.Join(parts, "; ")
+	if found {
+		out += " (did you mean " + strings.Join(strings.Fields(suggest), ", ") + "?)"
+	}
+	return out
+}
+
 func report(w io.Writer, cmd *cobra.Command, err error) int {
 	if err == nil {
 		return 0
 	}
-	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	msg := oneLine(err.Error())
 	var ee *exitError
 	if errors.As(err, &ee) {
 		fmt.Fprintf(w, "zeroci: %s\n", msg)

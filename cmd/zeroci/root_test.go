@@ -48,7 +48,7 @@ func TestCommands(t *testing.T) {
 		names = append(names, c.Name())
 	}
 	// cobra adds completion and help when the tree is executed, not here.
-	if fmt.Sprint(names) != "[datastore migrate server validate version]" {
+	if fmt.Sprint(names) != "[build datastore events logs migrate repo run secret server token validate version]" {
 		t.Errorf("commands %v", names)
 	}
 }

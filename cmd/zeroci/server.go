@@ -59,11 +59,7 @@ reverse order and exits 0.
 Modules, in start order:
 `)
 	for _, m := range server.Modules() {
-		fmt.Fprintf(&b, "  %-12s %s", m.Name, m.Summary)
-		if m.Placeholder != 0 {
-			fmt.Fprintf(&b, " (placeholder until issue %d)", m.Placeholder)
-		}
-		b.WriteString("\n")
+		fmt.Fprintf(&b, "  %-12s %s\n", m.Name, m.Summary)
 	}
 	b.WriteString(`
 Split mode: run a subset of modules per process. The processes reach each

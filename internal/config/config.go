@@ -37,6 +37,9 @@ type Config struct {
 	HTTP      HTTP      `yaml:"http"`
 	Jobs      Jobs      `yaml:"jobs"`
 
+	Buildscript Buildscript `yaml:"buildscript"`
+	API         API         `yaml:"api"`
+
 	// origins maps a dotted key ("http.addr") to where its value came from.
 	origins map[string]string
 }
@@ -120,8 +123,34 @@ type HTTP struct {
 	Addr string `yaml:"addr"`
 }
 
+// API configures the api module.
+type API struct {
+	// KeepAlive is how often an idle event stream gets a comment line (a
+	// Go duration, default 15s).
+	KeepAlive string `yaml:"keep_alive"`
+	// PollMax is the longest wait between two checks of a quiet polled
+	// repository (a Go duration, default 1h); after a change the wait is
+	// the repository's poll_seconds again.
+	PollMax string `yaml:"poll_max"`
+	// NoPoll turns polling off in this process (another api process polls).
+	NoPoll bool `yaml:"no_poll"`
+}
+
+// Buildscript configures the scheduler.
+type Buildscript struct {
+	// LeaseTimeout is how long a runner may go without renewing a job's
+	// lease before the job runs elsewhere (a Go duration, default 30s).
+	LeaseTimeout string `yaml:"lease_timeout"`
+	// AllowLocal lets repository URLs be local paths or file:// URLs
+	// (default false: a URL would otherwise read the scheduler's disk).
+	AllowLocal bool `yaml:"allow_local"`
+}
+
 // Jobs configures the job runner.
 type Jobs struct {
+	// StopTimeout is how long running jobs may go on after SIGTERM before
+	// they are handed back to the scheduler (a Go duration, default 30s).
+	StopTimeout string `yaml:"stop_timeout"`
 	// Capacity is how many jobs the runner runs at once.
 	Capacity int `yaml:"capacity"`
 	// Labels are matched against a job's labels.

@@ -195,10 +195,13 @@ func TestEveryKeyIsSettable(t *testing.T) {
 	for _, k := range Keys() {
 		c := Default()
 		name := EnvName(k)
-		// "7=7" is a string, a one-item list and a one-pair map; "7" an int.
+		// "7=7" is a string, a one-item list and a one-pair map; "7" an
+		// int; "true" a boolean.
 		if err := c.ApplyEnv([]string{name + "=7=7"}); err != nil {
 			if err := c.ApplyEnv([]string{name + "=7"}); err != nil {
-				t.Errorf("%s: %v", name, err)
+				if err := c.ApplyEnv([]string{name + "=true"}); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
 			}
 		}
 		if got := c.Origin(k); got != "$"+name {

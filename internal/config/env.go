@@ -128,6 +128,12 @@ func (c *Config) Set(key, value, origin string) error {
 			return fail("%q is not a whole number", value)
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(value))
+		if err != nil {
+			return fail("%q is not a boolean (want true or false)", value)
+		}
+		v.SetBool(b)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		v.Set(reflect.ValueOf(splitList(value)))
 	case v.Kind() == reflect.Map && v.Type().Elem().Kind() == reflect.String:

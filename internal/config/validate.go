@@ -125,6 +125,16 @@ func (c *Config) Validate() error {
 		ps.add("http.addr", "%s", msg)
 	}
 
+	for key, v := range map[string]string{"buildscript.lease_timeout": c.Buildscript.LeaseTimeout, "jobs.stop_timeout": c.Jobs.StopTimeout,
+		"api.keep_alive": c.API.KeepAlive, "api.poll_max": c.API.PollMax} {
+		if v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(v); err != nil || d < time.Second {
+			ps.add(key, "%q: want a duration of at least 1s, such as 30s", v)
+		}
+	}
+
 	if c.Jobs.Capacity < 1 {
 		ps.add("jobs.capacity", "must be at least 1, is %d", c.Jobs.Capacity)
 	}

@@ -26,8 +26,6 @@ import (
 type ModuleInfo struct {
 	Name    string
 	Summary string
-	// Placeholder is the issue that builds the module, or 0 once it is built.
-	Placeholder int
 }
 
 // entry is one module the server can run.
@@ -45,9 +43,9 @@ func registry() []entry {
 		{modules.Datastore, datastore.Summary, func(cfg *config.Config) modules.Module { return datastore.New(DatastoreOptions(cfg)) }},
 		{modules.Blob, blob.Summary, func(cfg *config.Config) modules.Module { return blob.New(BlobOptions(cfg)) }},
 		{modules.Logging, logging.Summary, func(cfg *config.Config) modules.Module { return logging.New(LoggingOptions(cfg)) }},
-		{modules.Buildscript, buildscript.Summary, func(*config.Config) modules.Module { return buildscript.New() }},
-		{modules.Jobs, jobs.Summary, func(*config.Config) modules.Module { return jobs.New() }},
-		{modules.API, api.Summary, func(*config.Config) modules.Module { return api.New() }},
+		{modules.Buildscript, buildscript.Summary, func(cfg *config.Config) modules.Module { return buildscript.New(BuildscriptOptions(cfg)) }},
+		{modules.Jobs, jobs.Summary, func(cfg *config.Config) modules.Module { return jobs.New(JobsOptions(cfg)) }},
+		{modules.API, api.Summary, func(cfg *config.Config) modules.Module { return api.New(APIOptions(cfg)) }},
 	}
 }
 
@@ -55,11 +53,7 @@ func registry() []entry {
 func Modules() []ModuleInfo {
 	var out []ModuleInfo
 	for _, e := range registry() {
-		info := ModuleInfo{Name: e.name, Summary: e.summary}
-		if p, ok := e.new(config.Default()).(interface{ Issue() int }); ok { // construction has no side effects
-			info.Placeholder = p.Issue()
-		}
-		out = append(out, info)
+		out = append(out, ModuleInfo{Name: e.name, Summary: e.summary})
 	}
 	return out
 }
@@ -121,7 +115,30 @@ func BlobOptions(cfg *config.Config) blob.Options {
 	}}
 }
 
-// LoggingOptions are the logging module's options from cfg.
+// BuildscriptOptions are the scheduler's options from the configuration.
+func BuildscriptOptions(cfg *config.Config) buildscript.Options {
+	return buildscript.Options{LeaseTimeout: duration(cfg.Buildscript.LeaseTimeout), AllowLocal: cfg.Buildscript.AllowLocal}
+}
+
+// APIOptions are the api module's options from the configuration.
+func APIOptions(cfg *config.Config) api.Options {
+	return api.Options{AllowLocal: cfg.Buildscript.AllowLocal, KeepAlive: duration(cfg.API.KeepAlive),
+		PollMax: duration(cfg.API.PollMax), NoPoll: cfg.API.NoPoll}
+}
+
+// JobsOptions are the runner's options from the configuration.
+func JobsOptions(cfg *config.Config) jobs.Options {
+	return jobs.Options{Capacity: cfg.Jobs.Capacity, Labels: cfg.Jobs.Labels, Executor: cfg.Jobs.Executor,
+		StopTimeout: duration(cfg.Jobs.StopTimeout)}
+}
+
+// duration parses a validated duration; "" is 0 (the default).
+func duration(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+// LoggingOptions are the logging module's options from the configuration.
 func LoggingOptions(cfg *config.Config) logging.Options {
 	return logging.Options{MaxJobBytes: cfg.Logging.MaxJobBytes}
 }

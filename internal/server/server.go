@@ -17,8 +17,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/zeroci/zeroci/internal/config"
@@ -43,6 +46,9 @@ type Server struct {
 	rt   *runtime.Runtime
 	ln   net.Listener
 	http *http.Server
+
+	app     atomic.Pointer[http.Handler] // the api module's handler, when it runs here
+	metrics *prometheus.Registry
 
 	serveErr  chan error    // the HTTP server's failure, if it fails on its own
 	serveDone chan struct{} // closed when the HTTP serving goroutine returns
@@ -100,6 +106,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ *Serv
 		deps:      cfg.Dependencies(),
 		tr:        tr,
 		rt:        runtime.New(tr, log, dataDir),
+		metrics:   newRegistry(tr),
 		ln:        ln,
 		serveErr:  make(chan error, 1),
 		serveDone: make(chan struct{}),
@@ -117,7 +124,17 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger) (_ *Serv
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
 
 	local := cfg.LocalModules()
-	if err := s.rt.Start(ctx, build(cfg, local), ShutdownTimeout); err != nil {
+	mods := build(cfg, local)
+	for _, m := range mods {
+		if h, ok := m.(interface{ Handler() http.Handler }); ok {
+			handler := h.Handler()
+			s.app.Store(&handler)
+		}
+		if c, ok := m.(interface{ Collectors() []prometheus.Collector }); ok {
+			s.metrics.MustRegister(c.Collectors()...)
+		}
+	}
+	if err := s.rt.Start(ctx, mods, ShutdownTimeout); err != nil {
 		return nil, err
 	}
 	s.log.Info().Strs("modules", local).Str("transport", kind).Str("data_dir", dataDir).
@@ -191,6 +208,21 @@ func (s *Server) routes() *http.ServeMux {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{ErrorLog: stdlog.New(s.log, "", 0)}))
+	// The process's own paths take only GET, whatever the api serves at /.
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + path + ": only GET", "code": "method_not_allowed"})
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if h := s.app.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this process does not run the api module", "code": "not_found"})
+	})
 	return mux
 }
 

@@ -40,13 +40,6 @@ func TestRegistryMatchesModuleNames(t *testing.T) {
 	if !slices.Equal(names, modules.Names()) {
 		t.Errorf("registry order %v, want %v", names, modules.Names())
 	}
-	// Until their issues land, every module is a placeholder that says which.
-	want := map[string]int{"buildscript": 5, "jobs": 5, "api": 6}
-	for _, m := range Modules() {
-		if m.Placeholder != want[m.Name] {
-			t.Errorf("%s: placeholder until issue %d, want %d", m.Name, m.Placeholder, want[m.Name])
-		}
-	}
 	if got := build(config.Default(), []string{"api", "eventhub"}); len(got) != 2 || got[0].Name() != "eventhub" || got[1].Name() != "api" {
 		t.Errorf("build must return start order, got %v", got)
 	}

@@ -30,6 +30,8 @@ func (d *Datastore) register(m *rpc.Mux) {
 	rpc.Handle(m, d.setSecret)
 	rpc.Handle(m, d.listSecrets)
 	rpc.Handle(m, d.getJobSecrets)
+	rpc.Handle(m, d.listActive)
+	rpc.Handle(m, d.sync)
 	rpc.Handle(m, d.createToken)
 	rpc.Handle(m, d.checkToken)
 }
@@ -137,12 +139,21 @@ func (d *Datastore) triggerBuild(ctx context.Context, req contracts.TriggerBuild
 	if err != nil {
 		return nil, storeErr(err, repoWhat(req.Repo))
 	}
+	if req.DedupKey != "" {
+		n, found, err := d.st.BuildByDedupKey(ctx, req.Repo, req.DedupKey)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			return d.build(ctx, req.Repo, n)
+		}
+	}
 	ref := req.Ref
 	if ref == "" {
 		ref = rec.DefaultBranch
 	}
 	return d.newBuild(ctx, rec, contracts.BuildTriggered{
-		Ref: ref, Commit: req.Commit, Params: req.Params, Event: req.Event, User: req.User,
+		Ref: ref, Commit: req.Commit, Params: req.Params, Event: req.Event, User: req.User, DedupKey: req.DedupKey,
 	})
 }
 
@@ -169,16 +180,14 @@ func (d *Datastore) getBuild(ctx context.Context, req contracts.GetBuild) (contr
 }
 
 func (d *Datastore) listBuilds(ctx context.Context, req contracts.ListBuilds) (contracts.Message, error) {
-	if _, err := d.st.GetRepo(ctx, req.Repo); err != nil {
-		return nil, storeErr(err, repoWhat(req.Repo))
-	}
 	limit := req.Limit
 	if limit == 0 {
 		limit = contracts.DefaultListLimit
 	}
+	// ListBuilds checks the repo exists when it finds no builds.
 	builds, err := d.st.ListBuilds(ctx, req.Repo, req.Status, req.Before, limit)
 	if err != nil {
-		return nil, err
+		return nil, storeErr(err, repoWhat(req.Repo))
 	}
 	if builds == nil {
 		builds = []contracts.Build{}
@@ -460,4 +469,21 @@ func mkdirFor(path string) error {
 		return fmt.Errorf("datastore: %w", err)
 	}
 	return nil
+}
+
+// sync answers once every event up to req.Seq is applied.
+func (d *Datastore) sync(ctx context.Context, req contracts.Sync) (contracts.Message, error) {
+	if err := d.waitApplied(ctx, req.Seq); err != nil {
+		return nil, err
+	}
+	return contracts.Synced{Applied: d.lastApplied()}, nil
+}
+
+// listActive pages through the unfinished builds, for the scheduler.
+func (d *Datastore) listActive(ctx context.Context, req contracts.ListActive) (contracts.Message, error) {
+	builds, err := d.st.ActiveBuilds(ctx, req.AfterRepo, req.AfterNumber, req.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return contracts.ActiveBuilds{Builds: builds}, nil
 }

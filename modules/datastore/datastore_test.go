@@ -414,3 +414,39 @@ func TestStartWaitsForHub(t *testing.T) {
 	e := &env{t: t, client: client}
 	call[contracts.Repo](t, e, contracts.CreateRepo{Name: "web", URL: "https://x/web.git"})
 }
+
+// TestTriggerDedup: triggers with one dedup key make one build, even
+// concurrently; other keys and repos are independent.
+func TestTriggerDedup(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, e *env) {
+		call[contracts.Repo](t, e, contracts.CreateRepo{Name: "web", URL: "https://x/web.git"})
+		call[contracts.Repo](t, e, contracts.CreateRepo{Name: "api", URL: "https://x/api.git"})
+		var wg sync.WaitGroup
+		numbers := make([]int64, 20)
+		for i := range numbers {
+			wg.Go(func() {
+				b, err := rpc.Call[contracts.Build](ctxT(t), e.client, contracts.TriggerBuild{Repo: "web", Event: contracts.TriggerWebhook, DedupKey: "delivery-1"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				numbers[i] = b.Number
+			})
+		}
+		wg.Wait()
+		for _, n := range numbers {
+			if n != 1 {
+				t.Fatalf("a repeated delivery made build %d: %v", n, numbers)
+			}
+		}
+		if b := call[contracts.Build](t, e, contracts.TriggerBuild{Repo: "web", Event: contracts.TriggerWebhook, DedupKey: "delivery-2"}); b.Number != 2 {
+			t.Fatalf("another delivery: build %d, want 2", b.Number)
+		}
+		if b := call[contracts.Build](t, e, contracts.TriggerBuild{Repo: "api", Event: contracts.TriggerWebhook, DedupKey: "delivery-1"}); b.Number != 1 {
+			t.Fatalf("the same key on another repo: build %d, want 1", b.Number)
+		}
+		if b := call[contracts.Build](t, e, contracts.TriggerBuild{Repo: "web", Event: contracts.TriggerManual}); b.Number != 3 {
+			t.Fatalf("a trigger without a key: build %d, want 3", b.Number)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"syscall"
 
@@ -15,13 +16,13 @@ import (
 // database.
 var ErrOwned = errors.New("datastore: the database is in use by a running data store")
 
-// ownerLockKey is the PostgreSQL advisory lock the owner holds.
-const ownerLockKey = 0x7a65726f63690001 // "zeroci" 1
-
 // Own makes this process the database's only owner, the one that writes
 // projections (the running module, or a rebuild), until release is
 // called. It fails with ErrOwned while another process owns it. SQLite:
-// an exclusive flock on DSN+".owner"; PostgreSQL: a session advisory lock.
+// an exclusive flock on DSN+".owner"; PostgreSQL: a session advisory lock
+// named after the connection's current schema, so data stores in other
+// schemas of the same database (other deployments, parallel tests) are not
+// owners of this one.
 func Own(ctx context.Context, so store.Options) (release func(), err error) {
 	if so.Driver == store.DriverPostgres {
 		return ownPostgres(ctx, so.DSN)
@@ -50,8 +51,16 @@ func ownPostgres(ctx context.Context, dsn string) (func(), error) {
 		db.Close()
 		return nil, fmt.Errorf("datastore: owner lock: %w", err)
 	}
+	var schema sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil || !schema.Valid {
+		conn.Close()
+		db.Close()
+		return nil, fmt.Errorf("datastore: owner lock: no current schema (%v)", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("zeroci datastore owner\x00" + schema.String))
 	var ok bool
-	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", int64(ownerLockKey)).Scan(&ok); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", int64(h.Sum64())).Scan(&ok); err != nil {
 		conn.Close()
 		db.Close()
 		return nil, fmt.Errorf("datastore: owner lock: %w", err)

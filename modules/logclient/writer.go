@@ -122,6 +122,8 @@ type Writer struct {
 	dropped   int64
 	err       error // the first fatal error
 	stopping  bool  // Finish or Close started: no more lines
+	finishErr error // Finish's result, once finished is closed
+	finished  chan struct{}
 	partial   map[contracts.Stream][]byte
 	changed   chan struct{} // closed and replaced on every change
 	wake      chan struct{} // wakes the sender; holds at most one signal
@@ -135,7 +137,7 @@ func NewWriter(ctx context.Context, rq transport.Requester, job contracts.JobRef
 	w := &Writer{
 		rq: rq, job: job, attempt: attempt, masks: masks, opts: opts.withDefaults(),
 		partial: make(map[contracts.Stream][]byte),
-		changed: make(chan struct{}), wake: make(chan struct{}, 1),
+		changed: make(chan struct{}), wake: make(chan struct{}, 1), finished: make(chan struct{}),
 	}
 	cr, err := w.open(ctx)
 	if err != nil {
@@ -510,14 +512,33 @@ func (w *Writer) Finish(ctx context.Context) error {
 	}
 	w.wg.Wait()
 	w.cancel()
+	w.mu.Lock()
+	w.finishErr = err
+	w.mu.Unlock()
+	close(w.finished)
 	return err
 }
 
 // Close finishes the attempt (Finish) and closes the job's log
 // (logging.close): the module seals it into the blob store and publishes
 // log.closed. It retries while the module is unavailable, until ctx ends.
+//
+// Close after Finish closes the log of the finished attempt: a runner
+// finishes the output, reports the job's end and only then closes the log.
 func (w *Writer) Close(ctx context.Context) (contracts.LogSummary, error) {
-	if err := w.Finish(ctx); err != nil {
+	if err := w.Finish(ctx); errors.Is(err, ErrClosed) {
+		select { // finished before: close if that went well
+		case <-w.finished:
+		case <-ctx.Done():
+			return contracts.LogSummary{}, ctx.Err()
+		}
+		w.mu.Lock()
+		err = w.finishErr
+		w.mu.Unlock()
+		if err != nil {
+			return contracts.LogSummary{}, err
+		}
+	} else if err != nil {
 		return contracts.LogSummary{}, err
 	}
 	w.mu.Lock()

@@ -44,6 +44,9 @@ func (l *Logging) closeLog(ctx context.Context, req contracts.CloseLog) (contrac
 			j.mu.Unlock()
 			return nil, err
 		}
+		if req.Stored {
+			req.Seq = j.seq
+		}
 		switch {
 		case req.Attempt != j.attempt:
 			attempt := j.attempt

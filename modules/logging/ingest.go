@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/fsutil"
 )
 
 // openLog starts an attempt, or opens the current one again.
@@ -81,7 +82,7 @@ func (l *Logging) createFile(j *job) error {
 	// The new entries (file, and maybe its build and repo directories)
 	// must be durable before anything in the file is acknowledged.
 	for d := dir; ; d = filepath.Dir(d) {
-		if err := syncDir(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			f.Close()
 			os.Remove(j.path)
 			return fmt.Errorf("logging: %w", err)

@@ -91,6 +91,8 @@ type job struct {
 	nrecent int                  // writes with lines so far
 	vfailed error
 	changed chan struct{} // closed and replaced whenever vis changes
+
+	tail tailCache // the last lines read, for followers at the tail
 }
 
 func newJob(ref contracts.JobRef, path string) *job {

@@ -121,9 +121,14 @@ func TestIdempotentAppend(t *testing.T) {
 			if cr.Seq != 1 || cr.NextLine != 7 {
 				t.Fatalf("append attempt 2: %+v", cr)
 			}
-			sum := must[contracts.LogSummary](t, e, contracts.CloseLog{Job: job, Attempt: 2, Seq: 1})
+			// The scheduler closes with what is stored (Seq unchecked); the
+			// runner's own close afterwards answers the same summary.
+			sum := must[contracts.LogSummary](t, e, contracts.CloseLog{Job: job, Attempt: 2, Stored: true})
 			if sum.Lines != 6 {
 				t.Fatalf("summary %+v", sum)
+			}
+			if again := must[contracts.LogSummary](t, e, contracts.CloseLog{Job: job, Attempt: 2, Seq: 1}); again != sum {
+				t.Fatalf("the runner's close after the scheduler's: %+v, want %+v", again, sum)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/fsutil"
 	"github.com/zeroci/zeroci/modules/blobclient"
 )
 
@@ -112,6 +113,12 @@ func (l *Logging) readLines(j *job, v visible, req contracts.ReadLog) (contracts
 		limit = contracts.MaxLogReadLines
 	}
 	limit = min(limit, v.lines-req.From+1)
+	if v.closed == nil {
+		if lines, ok := j.tail.get(req.From, limit, maxReadBytes); ok {
+			next := req.From + int64(len(lines))
+			return contracts.LogLines{Job: req.Job, Lines: lines, Next: next}, nil
+		}
+	}
 	f, err := os.Open(j.path)
 	if errors.Is(err, os.ErrNotExist) && v.closed != nil {
 		return nil, errGone
@@ -144,6 +151,11 @@ func (l *Logging) readLines(j *job, v visible, req contracts.ReadLog) (contracts
 			break
 		}
 		lines = append(lines, ln)
+	}
+	if v.closed == nil {
+		j.tail.add(lines)
+	} else {
+		j.tail.reset()
 	}
 	next := req.From + int64(len(lines))
 	return contracts.LogLines{Job: req.Job, Lines: lines, Next: next, Closed: v.closed != nil && next > v.lines}, nil
@@ -260,5 +272,5 @@ func (l *Logging) writeRestored(ref contracts.JobRef, info contracts.BlobInfo, t
 	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("logging: restore %s: %w", ref, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.SyncDir(filepath.Dir(path))
 }

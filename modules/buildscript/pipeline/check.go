@@ -1,20 +1,11 @@
 package pipeline
 
-import (
-	"errors"
-	"fmt"
-	"path"
-	"strings"
-	"unicode/utf8"
-)
-
 // Limits mirrored from the dispatch contract (contracts/dispatch.go), so
 // that a valid pipeline's jobs are valid JobSpecs.
 const (
 	maxLabels    = 64
 	maxNamesList = 256  // caches, artifacts, restore_artifacts, paths, globs
 	maxScript    = 1000 // script entries
-	maxPathLen   = 1024
 )
 
 // Label patterns of contracts.RunnerHello.Labels, which has no exported
@@ -40,65 +31,4 @@ func matchName(s string, max int, first, rest func(byte) bool) bool {
 		}
 	}
 	return true
-}
-
-// checkPath checks a workspace path: relative, slash-separated, no empty,
-// "." or ".." segment (a trailing "/" is allowed: "bin/"), no backslash
-// or control character. These are the dispatch contract's rules.
-func checkPath(s string) error {
-	if err := checkPathText(s); err != nil {
-		return err
-	}
-	for seg := range strings.SplitSeq(strings.TrimSuffix(s, "/"), "/") {
-		switch seg {
-		case "":
-			return fmt.Errorf("%q has an empty segment", s)
-		case ".", "..":
-			return fmt.Errorf("%q has a %q segment: paths are relative to the workspace and stay inside it", s, seg)
-		}
-	}
-	return nil
-}
-
-func checkPathText(s string) error {
-	if s == "" {
-		return errors.New("empty path")
-	}
-	if len(s) > maxPathLen {
-		return fmt.Errorf("%d bytes, max %d", len(s), maxPathLen)
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%q is not valid UTF-8", s)
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c == 0x7f:
-			return fmt.Errorf("%q has a control character", s)
-		case c == '\\':
-			return fmt.Errorf("%q has a backslash: use /", s)
-		}
-	}
-	if s[0] == '/' {
-		return fmt.Errorf("%q is absolute: paths are relative to the workspace", s)
-	}
-	return nil
-}
-
-// checkGlob checks a pattern for Match. Patterns of paths (inputs,
-// changed) follow checkPath's rules; branch and tag patterns only need to
-// be well formed.
-func checkGlob(s string, isPath bool) error {
-	if isPath {
-		if err := checkPath(s); err != nil {
-			return err
-		}
-	} else if s == "" {
-		return errors.New("empty pattern")
-	}
-	for seg := range strings.SplitSeq(s, "/") {
-		if _, err := path.Match(seg, ""); err != nil {
-			return fmt.Errorf("%q is not a valid pattern: %v", s, err)
-		}
-	}
-	return nil
 }

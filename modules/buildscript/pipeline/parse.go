@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/pathglob"
 )
 
 // Keys of the file, in the order the messages list them. Top-level keys
@@ -472,7 +473,7 @@ func (p *parser) globs(n *yaml.Node, at string, paths bool) []string {
 		p.errorf(n.Line, "%sempty list: remove the key, or list at least one pattern", at)
 	}
 	for _, g := range list {
-		if err := checkGlob(g.s, paths); err != nil {
+		if err := pathglob.CheckGlob(g.s, paths); err != nil {
 			p.errorf(g.line, "%s%v", at, err)
 		}
 	}
@@ -502,7 +503,7 @@ func (p *parser) paths(n *yaml.Node, at string) []string {
 	}
 	seen := map[string]bool{}
 	for _, s := range list {
-		if err := checkPath(s.s); err != nil {
+		if err := pathglob.CheckPath(s.s); err != nil {
 			p.errorf(s.line, "%s%v", at, err)
 		} else if seen[s.s] {
 			p.errorf(s.line, "%s%q is listed twice", at, s.s)
@@ -526,7 +527,7 @@ func (p *parser) caches(n *yaml.Node, at string) []contracts.CacheSpec {
 				c.ID = p.id(kv.val, iat+"id: ", "cache", seen)
 			case "key":
 				c.Key, _ = p.str(kv.val, iat+"key: ")
-				if _, err := ParseCacheKey(c.Key); err != nil {
+				if _, err := pathglob.ParseCacheKey(c.Key); err != nil {
 					p.errorf(kv.val.Line, "%skey: %v", iat, err)
 				}
 			case "paths":

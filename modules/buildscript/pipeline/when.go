@@ -1,11 +1,10 @@
 package pipeline
 
 import (
-	"path"
 	"slices"
-	"strings"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/pathglob"
 )
 
 // When says which builds run a job. Each condition that is set must hold;
@@ -60,42 +59,6 @@ func matchAny(patterns []string, name string) bool {
 	return slices.ContainsFunc(patterns, func(p string) bool { return Match(p, name) })
 }
 
-// Match reports whether name matches pattern; both are slash-separated.
-// Each segment matches as with path.Match ("*" and "?" do not cross "/"),
-// and a segment "**" matches any number of segments, none included:
-// "**/*.go" matches "main.go" and "cmd/x/main.go". A trailing "/" on the
-// pattern is ignored, and a pattern naming a directory ("bin/") also
-// matches the files under it. A malformed pattern matches nothing.
-func Match(pattern, name string) bool {
-	dir := strings.HasSuffix(pattern, "/") && pattern != "/"
-	pattern = strings.TrimSuffix(pattern, "/")
-	if dir {
-		pattern += "/**"
-	}
-	return matchSegs(strings.Split(pattern, "/"), strings.Split(name, "/"))
-}
-
-func matchSegs(pat, name []string) bool {
-	for len(pat) > 0 {
-		if pat[0] == "**" {
-			// Collapse runs of "**"; then try every split.
-			for len(pat) > 1 && pat[1] == "**" {
-				pat = pat[1:]
-			}
-			for i := 0; i <= len(name); i++ {
-				if matchSegs(pat[1:], name[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, err := path.Match(pat[0], name[0]); err != nil || !ok {
-			return false
-		}
-		pat, name = pat[1:], name[1:]
-	}
-	return len(name) == 0
-}
+// Match reports whether name matches the workspace glob pattern (see
+// pathglob.Match): "**" spans directories, "dir/" matches the files under it.
+func Match(pattern, name string) bool { return pathglob.Match(pattern, name) }

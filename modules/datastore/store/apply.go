@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -295,6 +296,12 @@ func (p *projector) buildTriggered(ev contracts.Event, m contracts.BuildTriggere
 	if err != nil || n == 0 {
 		return fmt.Sprintf("build %d exists", ev.Build), err
 	}
+	if m.DedupKey != "" {
+		if _, err := p.exec(`INSERT INTO build_dedup (repo, key, number) VALUES (?, ?, ?) ON CONFLICT (repo, key) DO NOTHING`,
+			ev.Repo, m.DedupKey, ev.Build); err != nil {
+			return "", err
+		}
+	}
 	return "", nil
 }
 
@@ -323,6 +330,9 @@ func (p *projector) buildStarted(ev contracts.Event, m contracts.BuildStarted, n
 	}
 	for i, j := range m.Jobs {
 		status, reason := contracts.JobStatusPending, ""
+		if len(j.DependsOn) > 0 {
+			reason = "waiting for " + strings.Join(j.DependsOn, ", ")
+		}
 		if j.Manual {
 			status, reason = contracts.JobStatusBlocked, "waiting for approval"
 		}

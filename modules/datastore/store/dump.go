@@ -29,6 +29,9 @@ type dumpTable struct {
 // tables (read only) lists every projected table in the order Reset empties them
 // (children first) and Dump prints them, with their columns.
 var tables = []dumpTable{
+	{"build_dedup",
+		[]string{"repo", "key", "number"},
+		[]colKind{kindText, kindText, kindInt}},
 	{"jobs",
 		[]string{"repo", "build", "id", "position", "status", "depends_on", "manual", "attempt", "runner_id", "lease_id", "started_at", "finished_at", "exit_code", "reason"},
 		[]colKind{kindText, kindInt, kindText, kindInt, kindText, kindText, kindBool, kindInt, kindText, kindText, kindTime, kindTime, kindInt, kindText}},

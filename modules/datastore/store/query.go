@@ -50,7 +50,7 @@ func (s *Store) LastApplied(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var last int64
-	if err := s.db.GetContext(ctx, &last, "SELECT last_applied FROM meta WHERE id = 1"); err != nil {
+	if err := s.get(ctx, &last, s.q("SELECT last_applied FROM meta WHERE id = 1")); err != nil {
 		return 0, fmt.Errorf("store: last applied: %w", err)
 	}
 	return last, nil
@@ -94,7 +94,7 @@ func (s *Store) GetRepo(ctx context.Context, name string) (RepoRecord, error) {
 		return RepoRecord{}, err
 	}
 	var r repoRow
-	if err := s.db.GetContext(ctx, &r, s.q("SELECT "+repoCols+" FROM repos WHERE name = ?"), name); err != nil {
+	if err := s.get(ctx, &r, s.q("SELECT "+repoCols+" FROM repos WHERE name = ?"), name); err != nil {
 		return RepoRecord{}, notFound(err, "repo %q", name)
 	}
 	return r.record(), nil
@@ -123,7 +123,7 @@ func (s *Store) ListRepos(ctx context.Context, after string, limit int) ([]contr
 		return nil, "", fmt.Errorf("store: list repos: %w", err)
 	}
 	var rows []repoRow
-	if err := s.db.SelectContext(ctx, &rows, s.q("SELECT "+repoCols+" FROM repos WHERE name > ? ORDER BY name LIMIT ?"),
+	if err := s.sel(ctx, &rows, s.q("SELECT "+repoCols+" FROM repos WHERE name > ? ORDER BY name LIMIT ?"),
 		after, limit+1); err != nil {
 		return nil, "", fmt.Errorf("store: list repos: %w", err)
 	}
@@ -228,7 +228,7 @@ func (s *Store) GetBuild(ctx context.Context, repo string, number int64) (contra
 	}
 	defer tx.Rollback() //nolint:errcheck // read only
 	var r buildRow
-	if err := tx.GetContext(ctx, &r, s.q("SELECT "+buildCols+" FROM builds WHERE repo = ? AND number = ?"),
+	if err := s.txGet(ctx, tx, &r, s.q("SELECT "+buildCols+" FROM builds WHERE repo = ? AND number = ?"),
 		repo, number); err != nil {
 		return contracts.Build{}, notFound(err, "build %s#%d", repo, number)
 	}
@@ -237,7 +237,7 @@ func (s *Store) GetBuild(ctx context.Context, repo string, number int64) (contra
 		return b, fmt.Errorf("store: %w", err)
 	}
 	var rows []jobRow
-	if err := tx.SelectContext(ctx, &rows, s.q("SELECT "+jobCols+" FROM jobs j WHERE j.repo = ? AND j.build = ? ORDER BY j.position"),
+	if err := s.txSel(ctx, tx, &rows, s.q("SELECT "+jobCols+" FROM jobs j WHERE j.repo = ? AND j.build = ? ORDER BY j.position"),
 		repo, number); err != nil {
 		return contracts.Build{}, fmt.Errorf("store: jobs of build %s#%d: %w", repo, number, err)
 	}
@@ -279,7 +279,7 @@ func (s *Store) ListBuilds(ctx context.Context, repo string, status contracts.Bu
 	}
 	query, args = query+" ORDER BY number DESC LIMIT ?", append(args, limit)
 	var rows []buildRow
-	if err := s.db.SelectContext(ctx, &rows, s.q(query), args...); err != nil {
+	if err := s.sel(ctx, &rows, s.q(query), args...); err != nil {
 		return nil, fmt.Errorf("store: list builds of %s: %w", repo, err)
 	}
 	if len(rows) == 0 {
@@ -299,7 +299,7 @@ func (s *Store) ListBuilds(ctx context.Context, repo string, status contracts.Bu
 // repoExists returns ErrNotFound unless repo exists.
 func (s *Store) repoExists(ctx context.Context, repo string) error {
 	var one int
-	if err := s.db.GetContext(ctx, &one, s.q("SELECT 1 FROM repos WHERE name = ?"), repo); err != nil {
+	if err := s.get(ctx, &one, s.q("SELECT 1 FROM repos WHERE name = ?"), repo); err != nil {
 		return notFound(err, "repo %q", repo)
 	}
 	return nil
@@ -312,7 +312,7 @@ func (s *Store) GetJob(ctx context.Context, repo string, number int64, job strin
 		return JobRecord{}, err
 	}
 	var r jobRow
-	if err := s.db.GetContext(ctx, &r, s.q("SELECT "+jobCols+`, b.status AS build_status, b.cancel_requested
+	if err := s.get(ctx, &r, s.q("SELECT "+jobCols+`, b.status AS build_status, b.cancel_requested
 		FROM jobs j JOIN builds b ON b.repo = j.repo AND b.number = j.build
 		WHERE j.repo = ? AND j.build = ? AND j.id = ?`), repo, number, job); err != nil {
 		return JobRecord{}, notFound(err, "job %s", contracts.JobRef{Repo: repo, Build: number, Job: job})
@@ -340,7 +340,7 @@ func (s *Store) SecretNames(ctx context.Context, repo string) ([]string, error) 
 		return nil, err
 	}
 	names := []string{}
-	if err := s.db.SelectContext(ctx, &names, s.q("SELECT name FROM secrets WHERE repo = ? ORDER BY name"), repo); err != nil {
+	if err := s.sel(ctx, &names, s.q("SELECT name FROM secrets WHERE repo = ? ORDER BY name"), repo); err != nil {
 		return nil, fmt.Errorf("store: secrets of %s: %w", repo, err)
 	}
 	if len(names) == 0 {
@@ -369,7 +369,7 @@ func (s *Store) Secrets(ctx context.Context, repo string, names []string) (map[s
 		Name  string `db:"name"`
 		Value string `db:"value"`
 	}
-	if err := s.db.SelectContext(ctx, &rows, s.q(query), args...); err != nil {
+	if err := s.sel(ctx, &rows, s.q(query), args...); err != nil {
 		return nil, fmt.Errorf("store: secrets of %s: %w", repo, err)
 	}
 	for _, r := range rows {
@@ -389,7 +389,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (contracts.Token, 
 		Scope     string `db:"scope"`
 		CreatedAt int64  `db:"created_at"`
 	}
-	if err := s.db.GetContext(ctx, &r, s.q("SELECT name, scope, created_at FROM tokens WHERE hash = ?"), hash); err != nil {
+	if err := s.get(ctx, &r, s.q("SELECT name, scope, created_at FROM tokens WHERE hash = ?"), hash); err != nil {
 		return contracts.Token{}, notFound(err, "token")
 	}
 	return contracts.Token{
@@ -404,8 +404,84 @@ func (s *Store) TokenExists(ctx context.Context, name string) (bool, error) {
 		return false, err
 	}
 	var n int
-	if err := s.db.GetContext(ctx, &n, s.q("SELECT COUNT(*) FROM tokens WHERE name = ?"), name); err != nil {
+	if err := s.get(ctx, &n, s.q("SELECT COUNT(*) FROM tokens WHERE name = ?"), name); err != nil {
 		return false, fmt.Errorf("store: token %q: %w", name, err)
 	}
 	return n > 0, nil
+}
+
+// ActiveBuilds returns up to limit queued or running builds ordered by
+// repository and number, starting after (afterRepo, afterNumber), each with
+// its jobs, whether cancel was requested and the leases of its running
+// jobs. One snapshot covers the page.
+func (s *Store) ActiveBuilds(ctx context.Context, afterRepo string, afterNumber int64, limit int) ([]contracts.ActiveBuild, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	limit, err := listLimit(limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: active builds: %w", err)
+	}
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: active builds: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read only
+	var rows []buildRow
+	if err := s.txSel(ctx, tx, &rows, s.q("SELECT "+buildCols+` FROM builds
+		WHERE status IN ('queued', 'running') AND (repo > ? OR (repo = ? AND number > ?))
+		ORDER BY repo, number LIMIT ?`), afterRepo, afterRepo, afterNumber, limit); err != nil {
+		return nil, fmt.Errorf("store: active builds: %w", err)
+	}
+	out := make([]contracts.ActiveBuild, 0, len(rows))
+	for _, r := range rows {
+		b, err := r.build()
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		ab := contracts.ActiveBuild{CancelRequested: r.CancelRequested}
+		var jobs []jobRow
+		if err := s.txSel(ctx, tx, &jobs, s.q("SELECT "+jobCols+" FROM jobs j WHERE j.repo = ? AND j.build = ? ORDER BY j.position"),
+			r.Repo, r.Number); err != nil {
+			return nil, fmt.Errorf("store: jobs of build %s#%d: %w", r.Repo, r.Number, err)
+		}
+		for _, jr := range jobs {
+			j, err := jr.job()
+			if err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+			b.Jobs = append(b.Jobs, j)
+			if jr.LeaseID == "" {
+				continue
+			}
+			id, err := contracts.ParseID(jr.LeaseID)
+			if err != nil {
+				return nil, fmt.Errorf("store: job %s#%d/%s: lease: %w", r.Repo, r.Number, jr.ID, err)
+			}
+			if ab.Leases == nil {
+				ab.Leases = map[string]contracts.ID{}
+			}
+			ab.Leases[jr.ID] = id
+		}
+		ab.Build = b
+		out = append(out, ab)
+	}
+	return out, nil
+}
+
+// BuildByDedupKey returns the number of the build that repo's trigger with
+// key made, and false if none did.
+func (s *Store) BuildByDedupKey(ctx context.Context, repo, key string) (int64, bool, error) {
+	if err := s.check(); err != nil {
+		return 0, false, err
+	}
+	var n int64
+	err := s.get(ctx, &n, s.q("SELECT number FROM build_dedup WHERE repo = ? AND key = ?"), repo, key)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("store: dedup key of %s: %w", repo, err)
+	}
+	return n, true, nil
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/jmoiron/sqlx"
@@ -169,6 +170,7 @@ type Store struct {
 	driver string
 	onSkip func(ev contracts.Event, reason string)
 	closed atomic.Bool
+	stmts  sync.Map // rebound query → *sqlx.Stmt (see stmt)
 }
 
 // Open connects to the database described by o and migrates it to the
@@ -205,6 +207,10 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sqlx.Stmt).Close()
+		return true
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -221,3 +227,57 @@ func (s *Store) check() error {
 
 // q rebinds a query written with '?' placeholders for the driver.
 func (s *Store) q(query string) string { return s.db.Rebind(query) }
+
+// stmt returns query (rebound for the driver) prepared once for this
+// Store: the read queries run often, and SQLite would parse their text on
+// every call otherwise.
+func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	if v, ok := s.stmts.Load(query); ok {
+		return v.(*sqlx.Stmt), nil
+	}
+	st, err := s.db.PreparexContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return v.(*sqlx.Stmt), nil
+	}
+	return st, nil
+}
+
+// get runs a prepared query for one row.
+func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	return st.GetContext(ctx, dest, args...)
+}
+
+// sel runs a prepared query for rows.
+func (s *Store) sel(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	return st.SelectContext(ctx, dest, args...)
+}
+
+// txGet is get inside tx.
+func (s *Store) txGet(ctx context.Context, tx *sqlx.Tx, dest any, query string, args ...any) error {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	return tx.StmtxContext(ctx, st).GetContext(ctx, dest, args...)
+}
+
+// txSel is sel inside tx.
+func (s *Store) txSel(ctx context.Context, tx *sqlx.Tx, dest any, query string, args ...any) error {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	return tx.StmtxContext(ctx, st).SelectContext(ctx, dest, args...)
+}

@@ -348,7 +348,7 @@ func TestPostgresCollation(t *testing.T) {
 		ORDER BY 1`); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"builds.repo", "jobs.id", "jobs.repo", "repos.name", "secrets.name", "secrets.repo", "tokens.name"}
+	want := []string{"build_dedup.key", "build_dedup.repo", "builds.repo", "jobs.id", "jobs.repo", "repos.name", "secrets.name", "secrets.repo", "tokens.name"}
 	if !slices.Equal(cols, want) {
 		t.Fatalf("columns with collation C = %q, want %q", cols, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,7 @@ func runSuite(t *testing.T, open func(testing.TB) Options) {
 		{"InvalidEvents", testInvalidEvents},
 		{"ListRepos", testListRepos},
 		{"ListBuilds", testListBuilds},
+		{"ActiveBuilds", testActiveBuilds},
 		{"ExactlyOnce", testExactlyOnce},
 		{"Gap", testGap},
 		{"ConcurrentApply", testConcurrentApply},
@@ -197,7 +199,7 @@ func testBuildStarted(t *testing.T, open func(testing.TB) Options) {
 		Event: contracts.TriggerPush, CreatedAt: created, StartedAt: started,
 		Jobs: []contracts.Job{
 			{ID: "test", Status: contracts.JobStatusPending},
-			{ID: "build", Status: contracts.JobStatusPending, DependsOn: []string{"test"}},
+			{ID: "build", Status: contracts.JobStatusPending, DependsOn: []string{"test"}, Reason: "waiting for test"},
 			{ID: "lint", Status: contracts.JobStatusPending},
 			{ID: "deploy", Status: contracts.JobStatusBlocked, DependsOn: []string{"build", "lint"}, Manual: true,
 				Reason: "waiting for approval"},
@@ -698,7 +700,7 @@ func scenario(f *fixture) []contracts.Event {
 
 		f.ev(buildSubject("lib", 1), contracts.BuildTriggered{Ref: "trunk", Commit: "abc1234", Event: contracts.TriggerPush}),
 		f.ev(buildSubject("lib", 1), contracts.BuildFinished{Status: contracts.BuildStatusError, Error: "pipeline.yaml:3: unknown key \"scirpt\""}),
-		f.ev(buildSubject("lib", 2), contracts.BuildTriggered{Ref: "trunk", Event: contracts.TriggerWebhook, User: "octocat"}),
+		f.ev(buildSubject("lib", 2), contracts.BuildTriggered{Ref: "trunk", Event: contracts.TriggerWebhook, User: "octocat", DedupKey: "delivery-72d4"}),
 		f.ev(buildSubject("lib", 2), contracts.BuildStarted{Commit: commit('b'), Jobs: []contracts.PlannedJob{
 			{ID: "a"}, {ID: "b"}, {ID: "gate", DependsOn: []string{"a", "b"}, Manual: true},
 		}}),
@@ -950,8 +952,8 @@ func testMigrate(t *testing.T, open func(testing.TB) Options) {
 	ctx := context.Background()
 	o := open(t)
 	applied, err := Migrate(ctx, o)
-	if err != nil || !slices.Equal(applied, []int64{1}) {
-		t.Fatalf("Migrate of a fresh database = %v, %v; want [1]", applied, err)
+	if err != nil || !slices.Equal(applied, []int64{1, 2}) {
+		t.Fatalf("Migrate of a fresh database = %v, %v; want [1 2]", applied, err)
 	}
 	for range 2 {
 		if applied, err := Migrate(ctx, o); err != nil || len(applied) != 0 {
@@ -1029,8 +1031,8 @@ func testConcurrentOpen(t *testing.T, open func(testing.TB) Options) {
 	if err := db.SelectContext(ctx, &versions, "SELECT version_id FROM goose_db_version ORDER BY id"); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(versions, []int64{0, 1}) {
-		t.Fatalf("goose versions = %v, want [0 1]: migrated more than once", versions)
+	if !slices.Equal(versions, []int64{0, 1, 2}) {
+		t.Fatalf("goose versions = %v, want [0 1 2]: migrated more than once", versions)
 	}
 	if applied, err := Migrate(ctx, o); err != nil || len(applied) != 0 {
 		t.Fatalf("Migrate after = %v, %v", applied, err)
@@ -1065,5 +1067,49 @@ func testClosed(t *testing.T, open func(testing.TB) Options) {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+func testActiveBuilds(t *testing.T, open func(testing.TB) Options) {
+	f := newFixture(t, open)
+	ctx := context.Background()
+	lease := mustID(f.t, "0123456789abcdef0123456789abcdef")
+	setupBuild(f, "app", 1) // running: a, b, deploy
+	f.do(jobSubject("app", 1, "a"), contracts.JobQueued{Attempt: 1})
+	f.do(jobSubject("app", 1, "a"), contracts.JobStarted{RunnerID: "r1", Attempt: 1, LeaseID: lease})
+	f.do(buildSubject("app", 2), contracts.BuildTriggered{Ref: "main", Event: contracts.TriggerPush}) // queued
+	f.do(buildSubject("app", 3), contracts.BuildTriggered{Ref: "main", Event: contracts.TriggerPush})
+	f.do(buildSubject("app", 3), contracts.BuildFinished{Status: contracts.BuildStatusError, Error: "no pipeline"})
+	setupBuild(f, "lib", 1)
+	f.do(buildSubject("lib", 1), contracts.BuildCanceled{User: "bob"}) // running, cancel requested
+
+	all, err := f.st.ActiveBuilds(ctx, "", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range all {
+		got = append(got, fmt.Sprintf("%s#%d:%s", b.Build.Repo, b.Build.Number, b.Build.Status))
+	}
+	if want := []string{"app#1:running", "app#2:queued", "lib#1:running"}; !slices.Equal(got, want) {
+		t.Fatalf("ActiveBuilds = %v, want %v", got, want)
+	}
+	if err := (contracts.ActiveBuilds{Builds: all}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if b := all[0]; len(b.Build.Jobs) != 3 || b.Build.Jobs[0].Status != contracts.JobStatusRunning ||
+		!maps.Equal(b.Leases, map[string]contracts.ID{"a": lease}) || b.CancelRequested {
+		t.Fatalf("app#1 = %+v", b)
+	}
+	if !all[2].CancelRequested || all[1].CancelRequested || len(all[1].Build.Jobs) != 0 {
+		t.Fatalf("cancel flags or jobs wrong: %+v", all)
+	}
+	page, err := f.st.ActiveBuilds(ctx, "app", 1, 1)
+	if err != nil || len(page) != 1 || page[0].Build.Number != 2 {
+		t.Fatalf("ActiveBuilds after app#1, limit 1 = %+v, %v", page, err)
+	}
+	page, err = f.st.ActiveBuilds(ctx, "app", 2, 10)
+	if err != nil || len(page) != 1 || page[0].Build.Repo != "lib" {
+		t.Fatalf("ActiveBuilds after app#2 = %+v, %v", page, err)
 	}
 }

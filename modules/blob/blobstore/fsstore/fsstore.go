@@ -63,6 +63,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zeroci/zeroci/internal/fsutil"
 	"github.com/zeroci/zeroci/modules/blob/blobstore"
 )
 
@@ -128,7 +129,7 @@ func New(dir string) (*Store, error) {
 		}
 	}
 	if len(entries) > 0 {
-		if err := syncDir(s.tmp); err != nil {
+		if err := fsutil.SyncDir(s.tmp); err != nil {
 			return nil, fmt.Errorf("fsstore: new: %w", err)
 		}
 	}
@@ -234,7 +235,7 @@ func (s *Store) commit(tmp, final string) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 func writeTrailer(f *os.File, m meta) error {
@@ -388,7 +389,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("fsstore: delete %q: %w", key, err)
 	}
 	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("fsstore: delete %q: %w", key, err)
 	}
 	// Remove the directories the blob leaves empty. ENOTEMPTY (or any
@@ -399,7 +400,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			break
 		}
 		dir = filepath.Dir(dir)
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return fmt.Errorf("fsstore: delete %q: %w", key, err)
 		}
 	}
@@ -541,19 +542,5 @@ func mkdirAll(dir string) error {
 		}
 		return err
 	}
-	return syncDir(parent)
-}
-
-// syncDir fsyncs a directory, making the entries created or removed in it
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(parent)
 }

@@ -53,6 +53,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/zeroci/zeroci/internal/fsutil"
 	"github.com/zeroci/zeroci/modules/eventhub/eventlog"
 )
 
@@ -192,19 +193,7 @@ func makeDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return syncPath(filepath.Dir(filepath.Clean(dir)))
-}
-
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsutil.SyncDir(filepath.Dir(filepath.Clean(dir)))
 }
 
 // load reads every segment (see the package doc).

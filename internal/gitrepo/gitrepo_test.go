@@ -1,8 +1,12 @@
 package gitrepo
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -618,5 +622,59 @@ func TestStaleCloneRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatalf("stale clone still there: %v", err)
+	}
+}
+
+func TestArchive(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var buf bytes.Buffer
+	if err := f.r.Archive(ctx, f.c1, &buf); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name] = string(b)
+	}
+	want := map[string]string{"README": "hello\n", "ci.yml": "v1\n", "src/a.go": "package a\n"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("archive of c1 = %v, want %v", got, want)
+	}
+	if err := f.r.Archive(ctx, "--output=/tmp/x", io.Discard); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Archive(--output): %v, want ErrInvalid", err)
+	}
+	if err := f.r.Archive(ctx, strings.Repeat("e", 40), io.Discard); err == nil {
+		t.Fatal("Archive of a missing commit succeeded")
+	}
+}
+
+func TestLsRemote(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	head := f.s.commit("four", map[string]string{"x": "4"})
+	got, err := f.m.LsRemote(ctx, f.s.dir, "main")
+	if err != nil || got != head {
+		t.Fatalf("LsRemote(main) = %q, %v; want %s", got, err, head)
+	}
+	if _, err := f.m.LsRemote(ctx, f.s.dir, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LsRemote of a missing branch: %v, want ErrNotFound", err)
+	}
+	if _, err := f.m.LsRemote(ctx, "--upload-pack=evil", "main"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("LsRemote of an option URL: %v, want ErrInvalid", err)
 	}
 }

@@ -32,6 +32,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/zeroci/zeroci/internal/fsutil"
 )
 
 // Errors returned (wrapped) by this package.
@@ -205,7 +207,7 @@ func (m *Mirrors) Sync(ctx context.Context, url string) (*Repo, error) {
 	if err := os.Rename(tmp, r.dir); err != nil {
 		return nil, fmt.Errorf("gitrepo: clone %s: %w", redact(url), err)
 	}
-	if err := syncDir(m.dir); err != nil {
+	if err := fsutil.SyncDir(m.dir); err != nil {
 		return nil, fmt.Errorf("gitrepo: clone %s: %w", redact(url), err)
 	}
 	return r, nil
@@ -325,15 +327,29 @@ func redact(u string) string {
 	return p.Redacted()
 }
 
-// syncDir fsyncs a directory so a rename in it is durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
+// LsRemote returns the commit that branch (a branch name, without
+// refs/heads/) points to in the repository at url, asking the remote
+// (git ls-remote) without fetching anything: how the api polls
+// repositories that send no webhooks. ErrNotFound if there is no such
+// branch.
+func (m *Mirrors) LsRemote(ctx context.Context, url, branch string) (string, error) {
+	if err := m.ValidateURL(url); err != nil {
+		return "", err
+	}
+	if err := checkRef(branch); err != nil {
+		return "", err
+	}
+	ref := "refs/heads/" + strings.TrimPrefix(branch, "refs/heads/")
+	r := &Repo{m: m, url: url}
+	out, err := r.git(ctx, m.netTO, "ls-remote", "--", url, ref)
 	if err != nil {
-		return err
+		return "", fmt.Errorf("gitrepo: ls-remote %s: %w", redact(url), err)
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		id, name, ok := strings.Cut(line, "\t")
+		if ok && name == ref && (len(id) == 40 || len(id) == 64) {
+			return id, nil
+		}
 	}
-	return err
+	return "", fmt.Errorf("%w: branch %s in %s", ErrNotFound, branch, redact(url))
 }

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/zeroci/zeroci/modules/buildscript/pipeline"
+	"github.com/zeroci/zeroci/internal/pathglob"
 )
 
 // inputKeyVersion starts every hashed input; change it when the format
@@ -26,7 +26,7 @@ const inputKeyVersion = "zeroci-inputkey-v1"
 //   - the number of env entries, then each key and value, sorted by key;
 //   - the number of globs, then each, sorted and deduplicated;
 //   - the number of tree entries whose Path matches any glob
-//     (pipeline.Match), then each one's Path, Mode and Blob, sorted by Path;
+//     (pathglob.Match), then each one's Path, Mode and Blob, sorted by Path;
 //   - the number of depKeys, then each, sorted (the dependencies' output keys).
 //
 // Only blob ids are read, so a file's content counts without being read;
@@ -62,7 +62,7 @@ func InputKey(def []byte, env map[string]string, tree []Entry, globs []string, d
 
 	var matched []Entry
 	for _, e := range tree {
-		if slices.ContainsFunc(gs, func(g string) bool { return pipeline.Match(g, e.Path) }) {
+		if slices.ContainsFunc(gs, func(g string) bool { return pathglob.Match(g, e.Path) }) {
 			matched = append(matched, e)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,6 +309,21 @@ func (r *Repo) git(ctx context.Context, timeout time.Duration, args ...string) (
 func (r *Repo) gitEnv(ctx context.Context, timeout time.Duration, extra []string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var stdout capBuffer
+	stdout.max = maxOutput
+	if err := r.run(ctx, extra, &stdout, args...); err != nil {
+		return nil, err
+	}
+	if stdout.over {
+		return nil, fmt.Errorf("git %s: output over %d bytes", args[0], maxOutput)
+	}
+	return stdout.Bytes(), nil
+}
+
+// run runs git with extra environment variables and its stdout going to
+// stdout. The error carries git's (capped, redacted) stderr and wraps the
+// *exec.ExitError.
+func (r *Repo) run(ctx context.Context, extra []string, stdout io.Writer, args ...string) error {
 	full := []string{"-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "core.fsync=all",
 		"-c", "credential.helper=", "-c", "core.hooksPath=/dev/null"}
 	if r.dir != "" {
@@ -317,29 +333,43 @@ func (r *Repo) gitEnv(ctx context.Context, timeout time.Duration, extra []string
 	cmd := exec.CommandContext(ctx, "git", full...)
 	cmd.Dir = r.m.home
 	cmd.Env = append(r.m.env(), extra...)
-	var stdout, stderr capBuffer
-	stdout.max, stderr.max = maxOutput, 4096
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stderr capBuffer
+	stderr.max = 4096
+	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	setProcessGroup(cmd)
 	err := cmd.Run()
-	if err == nil && stdout.over {
-		err = fmt.Errorf("output over %d bytes", maxOutput)
+	if err == nil {
+		return nil
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("git %s: %w (%w)", args[0], ctx.Err(), err)
-		}
-		msg := strings.TrimSpace(stderr.String())
-		if r.url != "" {
-			msg = strings.ReplaceAll(msg, r.url, redact(r.url))
-		}
-		if msg != "" {
-			return nil, fmt.Errorf("git %s: %w: %s", args[0], err, msg)
-		}
-		return nil, fmt.Errorf("git %s: %w", args[0], err)
+	if ctx.Err() != nil {
+		return fmt.Errorf("git %s: %w (%w)", args[0], ctx.Err(), err)
 	}
-	return stdout.Bytes(), nil
+	msg := strings.TrimSpace(stderr.String())
+	if r.url != "" {
+		msg = strings.ReplaceAll(msg, r.url, redact(r.url))
+	}
+	if msg != "" {
+		return fmt.Errorf("git %s: %w: %s", args[0], err, msg)
+	}
+	return fmt.Errorf("git %s: %w", args[0], err)
+}
+
+// Archive writes the files of commit to w as a tar stream (git archive):
+// what a runner unpacks into a fresh workspace when it has no access to
+// the mirror. Like Checkout it reads no config, so no export filters run.
+// w must not fail slowly: the whole archive is bounded by the network
+// timeout.
+func (r *Repo) Archive(ctx context.Context, commit string, w io.Writer) error {
+	if err := r.checkCommit(ctx, commit); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.m.netTO)
+	defer cancel()
+	if err := r.run(ctx, nil, w, "archive", "--format=tar", commit); err != nil {
+		return fmt.Errorf("gitrepo: archive %s: %w", commit, err)
+	}
+	return nil
 }
 
 // env is the whole environment git runs with: nothing inherited but PATH.

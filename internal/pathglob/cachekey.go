@@ -1,4 +1,4 @@
-package pipeline
+package pathglob
 
 import (
 	"errors"
@@ -75,7 +75,7 @@ func parseChecksum(action string) (string, error) {
 	if err != nil || arg == "" || arg[0] == '\'' {
 		return "", errors.New(`want checksum "PATH" with PATH in double quotes`)
 	}
-	if err := checkGlob(pat, true); err != nil {
+	if err := CheckGlob(pat, true); err != nil {
 		return "", err
 	}
 	return pat, nil
