@@ -10,7 +10,14 @@ import "time"
 // dispatch.request_work in a loop (long-polling with WaitMs). Each
 // Assignment is a lease on one attempt of one job: the runner renews it
 // (dispatch.renew) every Welcome.HeartbeatMs until it sends
-// dispatch.report_result. A lease that is not renewed by its Deadline is lost:
+// dispatch.report_result. Every dispatch.request_work lists the leases the
+// runner holds (Held): an assignment recorded for the runner that it does
+// not hold was lost on its way (the scheduler restarted, or the answer
+// came after the runner stopped waiting), and the scheduler sends it again
+// with the same lease and attempt. A runner that is sent a lease it
+// already started (in this process or, judging by its workspaces, an
+// earlier one) hands it back with JobResult.Requeue instead of running the
+// attempt twice. A lease that is not renewed by its Deadline is lost:
 // the scheduler gives the job to another runner or fails it, and later
 // renewals and results for that lease get CodeConflict. A renewal whose
 // Lease has Cancel set, or a dispatch.cancel published on
@@ -86,6 +93,10 @@ type RequestWork struct {
 	RunnerID string `json:"runner_id"`
 	Free     int    `json:"free"` // free slots
 	WaitMs   int64  `json:"wait_ms,omitempty"`
+	// Held lists the leases the runner holds: running, or reporting their
+	// result. Assignments recorded for the runner and missing here are sent
+	// again.
+	Held []ID `json:"held,omitempty"`
 }
 
 func (RequestWork) MessageType() string { return TypeRequestWork }
@@ -95,7 +106,20 @@ func (m RequestWork) Validate() error {
 		field("runner_id", checkRunnerID(m.RunnerID)),
 		field("free", between(m.Free, 1, maxCapacity)),
 		field("wait_ms", checkWait(m.WaitMs)),
+		field("held", checkIDSet(m.Held)),
 	)
+}
+
+// checkIDSet checks a list of distinct IDs, at most maxCapacity.
+func checkIDSet(ids []ID) error {
+	seen := make(map[ID]bool, len(ids))
+	return each(ids, maxCapacity, func(id ID) error {
+		if seen[id] {
+			return problem("duplicate %s", id)
+		}
+		seen[id] = true
+		return checkID(id)
+	})
 }
 
 // Work answers RequestWork (dispatch.work); no assignments means no work.

@@ -251,8 +251,8 @@ func examples(tb testing.TB) map[string]example {
 
 		TypeRunnerHello: {valid: RunnerHello{RunnerID: "r1", Capacity: 4, Labels: map[string]string{"arch": "amd64", "zone": ""}, Executor: ExecutorContainer, Version: "0.1.0"},
 			invalid: RunnerHello{RunnerID: "r1", Capacity: 4, Executor: "vm"}, field: "executor"},
-		TypeRequestWork: {valid: RequestWork{RunnerID: "r1", Free: 2, WaitMs: 20_000},
-			invalid: RequestWork{RunnerID: "r1", Free: 0}, field: "free"},
+		TypeRequestWork: {valid: RequestWork{RunnerID: "r1", Free: 2, WaitMs: 20_000, Held: []ID{testID(5)}},
+			invalid: RequestWork{RunnerID: "r1", Free: 1, Held: []ID{testID(5), testID(5)}}, field: "held[1]"},
 		TypeRenewLease: {valid: RenewLease{RunnerID: "r1", LeaseID: testID(5)},
 			invalid: RenewLease{LeaseID: testID(5)}, field: "runner_id"},
 		TypeGetStats: {valid: GetStats{}},

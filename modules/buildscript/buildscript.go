@@ -42,6 +42,7 @@ import (
 
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/internal/gitrepo"
+	"github.com/zeroci/zeroci/internal/recent"
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/modules/hubclient"
 	"github.com/zeroci/zeroci/modules/rpc"
@@ -111,7 +112,7 @@ type Scheduler struct {
 	builds  map[buildKey]*build
 	queue   []*job // queued jobs waiting for a runner, oldest first
 	leases  map[contracts.ID]*job
-	ended   *recentSet // leases whose result was recorded
+	ended   *recent.Set[contracts.ID] // leases whose result was recorded
 	runners map[string]*runner
 	wake    chan struct{} // closed and replaced when the queue gains jobs
 }
@@ -145,7 +146,7 @@ func (s *Scheduler) Start(ctx context.Context, host modules.Host) error {
 	s.syncs = map[string]*syncRun{}
 	s.builds = map[buildKey]*build{}
 	s.leases = map[contracts.ID]*job{}
-	s.ended = newRecentSet(1 << 16)
+	s.ended = recent.New[contracts.ID](1 << 16)
 	s.runners = map[string]*runner{}
 	s.wake = make(chan struct{})
 	s.ready = make(chan struct{})
@@ -375,32 +376,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// recentSet remembers the last n IDs added.
-type recentSet struct {
-	ids  map[contracts.ID]struct{}
-	ring []contracts.ID
-	next int
-}
-
-func newRecentSet(n int) *recentSet {
-	return &recentSet{ids: make(map[contracts.ID]struct{}, n), ring: make([]contracts.ID, n)}
-}
-
-func (r *recentSet) add(id contracts.ID) {
-	if _, ok := r.ids[id]; ok {
-		return
-	}
-	if old := r.ring[r.next]; !old.IsZero() {
-		delete(r.ids, old)
-	}
-	r.ring[r.next] = id
-	r.next = (r.next + 1) % len(r.ring)
-	r.ids[id] = struct{}{}
-}
-
-func (r *recentSet) has(id contracts.ID) bool {
-	_, ok := r.ids[id]
-	return ok
 }

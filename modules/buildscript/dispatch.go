@@ -66,9 +66,12 @@ func (s *Scheduler) requestWork(ctx context.Context, req contracts.RequestWork) 
 		return nil, err
 	}
 	for {
-		picks, wake, err := s.take(req)
+		picks, wake, lost, err := s.take(req)
 		if err != nil {
 			return nil, err
+		}
+		if len(lost) > 0 {
+			return contracts.Work{Assignments: lost}, nil
 		}
 		if len(picks) > 0 {
 			work := s.record(ctx, req.RunnerID, picks)
@@ -93,16 +96,20 @@ func (s *Scheduler) requestWork(ctx context.Context, req contracts.RequestWork) 
 	}
 }
 
-// take removes up to req.Free matching jobs from the queue and leases them.
-func (s *Scheduler) take(req contracts.RequestWork) ([]pick, chan struct{}, error) {
+// take removes up to req.Free matching jobs from the queue and leases them,
+// or returns the runner's lost assignments, which go first.
+func (s *Scheduler) take(req contracts.RequestWork) ([]pick, chan struct{}, []contracts.Assignment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.runners[req.RunnerID]
 	if r == nil {
-		return nil, nil, contracts.NewError(contracts.CodeNotFound, fmt.Sprintf("runner %q is unknown: send dispatch.hello", req.RunnerID))
+		return nil, nil, nil, contracts.NewError(contracts.CodeNotFound, fmt.Sprintf("runner %q is unknown: send dispatch.hello", req.RunnerID))
 	}
 	now := time.Now()
 	r.lastSeen = now
+	if lost := s.lostAssignments(r, req.Held, req.Free, now); len(lost) > 0 {
+		return nil, nil, lost, nil
+	}
 	var picks []pick
 	s.queue = slices.DeleteFunc(s.queue, func(j *job) bool {
 		if j.b.done || j.b.cancel != "" || j.status != contracts.JobStatusQueued {
@@ -117,7 +124,29 @@ func (s *Scheduler) take(req contracts.RequestWork) ([]pick, chan struct{}, erro
 		picks = append(picks, pick{j: j, lease: lease, attempt: j.attempt})
 		return true
 	})
-	return picks, s.wake, nil
+	return picks, s.wake, nil, nil
+}
+
+// lostAssignments returns again, with their leases and attempts, up to
+// free jobs recorded running on r that r does not hold: the answer that
+// carried them was lost (a scheduler restart, or a runner that stopped
+// waiting for it). A runner that did start one hands it back rather than
+// run the attempt twice. s.mu is held.
+func (s *Scheduler) lostAssignments(r *runner, held []contracts.ID, free int, now time.Time) []contracts.Assignment {
+	var out []contracts.Assignment
+	for id, j := range s.leases {
+		if len(out) == free {
+			break
+		}
+		if j.runner != r.id || j.starting || j.reporting || !now.Before(j.deadline) || slices.Contains(held, id) {
+			continue
+		}
+		j.deadline = now.Add(s.o.LeaseTimeout)
+		s.log.Info().Stringer("job", j.ref()).Str("runner", r.id).Int("attempt", j.attempt).
+			Msg("runner does not hold its assignment: sending it again")
+		out = append(out, s.assignment(j, pick{j: j, lease: id, attempt: j.attempt}))
+	}
+	return out
 }
 
 // record marks the picked jobs running in the data store and returns the
@@ -237,7 +266,7 @@ func (s *Scheduler) result(ctx context.Context, req contracts.JobResult) (contra
 		return nil, err
 	}
 	s.mu.Lock()
-	if s.ended.has(req.LeaseID) {
+	if s.ended.Has(req.LeaseID) {
 		s.mu.Unlock()
 		return contracts.OK{}, nil // a repeat
 	}
@@ -277,7 +306,7 @@ func (s *Scheduler) result(ctx context.Context, req contracts.JobResult) (contra
 		return nil, err
 	}
 	delete(s.leases, req.LeaseID)
-	s.ended.add(req.LeaseID)
+	s.ended.Add(req.LeaseID)
 	j.lease, j.runner = contracts.ID{}, ""
 	if err != nil { // the data store refused: the job ended otherwise (its build finished)
 		j.status = contracts.JobStatusCanceled

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,10 +153,17 @@ type fakeRunner struct {
 	e      *env
 	id     string
 	labels map[string]string
+	held   []contracts.ID // taken and not yet reported, as a real runner lists them
 }
 
 func (e *env) runner(id string, labels map[string]string) *fakeRunner {
 	r := &fakeRunner{e: e, id: id, labels: labels}
+	return r.hello()
+}
+
+// hello (again) introduces the runner, keeping what it holds.
+func (r *fakeRunner) hello() *fakeRunner {
+	e, id, labels := r.e, r.id, r.labels
 	w := call[contracts.Welcome](e, contracts.RunnerHello{RunnerID: id, Capacity: 4, Labels: labels, Executor: contracts.ExecutorShell})
 	if w.LeaseMs != e.opts.LeaseTimeout.Milliseconds() && e.opts.LeaseTimeout != 0 {
 		e.t.Fatalf("welcome %+v, want lease %v", w, e.opts.LeaseTimeout)
@@ -168,7 +176,7 @@ func (r *fakeRunner) take() contracts.Assignment {
 	r.e.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		w := call[contracts.Work](r.e, contracts.RequestWork{RunnerID: r.id, Free: 1, WaitMs: 200})
+		w := r.request(1, 200*time.Millisecond)
 		if len(w.Assignments) == 1 {
 			return w.Assignments[0]
 		}
@@ -180,10 +188,28 @@ func (r *fakeRunner) take() contracts.Assignment {
 // none checks that no work comes within wait.
 func (r *fakeRunner) none(wait time.Duration) {
 	r.e.t.Helper()
-	w := call[contracts.Work](r.e, contracts.RequestWork{RunnerID: r.id, Free: 4, WaitMs: wait.Milliseconds()})
+	w := r.request(4, wait)
 	if len(w.Assignments) != 0 {
 		r.e.t.Fatalf("runner %s got %s, want no work", r.id, w.Assignments[0].Job.Job)
 	}
+}
+
+// request asks for work once, listing the leases held, and holds what
+// it gets.
+func (r *fakeRunner) request(free int, wait time.Duration) contracts.Work {
+	r.e.t.Helper()
+	w := call[contracts.Work](r.e, contracts.RequestWork{RunnerID: r.id, Free: free, WaitMs: wait.Milliseconds(), Held: slices.Clone(r.held)})
+	for _, a := range w.Assignments {
+		if !slices.Contains(r.held, a.LeaseID) {
+			r.held = append(r.held, a.LeaseID)
+		}
+	}
+	return w
+}
+
+// drop forgets a lease, as a runner killed while starting it would.
+func (r *fakeRunner) drop(a contracts.Assignment) {
+	r.held = slices.DeleteFunc(r.held, func(id contracts.ID) bool { return id == a.LeaseID })
 }
 
 func (r *fakeRunner) renew(a contracts.Assignment) (contracts.Lease, error) {
@@ -202,6 +228,9 @@ func (r *fakeRunner) report(a contracts.Assignment, status contracts.JobStatus, 
 		res.ExitCode = &exit
 	}
 	_, err := rpc.Call[contracts.OK](ctx, r.e.tr, res)
+	if err == nil || contracts.CodeOf(err) == contracts.CodeConflict {
+		r.drop(a)
+	}
 	return err
 }
 

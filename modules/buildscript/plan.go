@@ -269,14 +269,14 @@ func (s *Scheduler) resume(ctx context.Context, b *build, ab contracts.ActiveBui
 		switch j.status {
 		case contracts.JobStatusRunning:
 			lease, ok := ab.Leases[j.id]
-			if !ok {
-				// Running without a lease: it cannot be renewed, so it runs again.
-				j.deadline = now
-				lease = contracts.NewID(now)
-			}
 			j.lease, j.runner, j.deadline = lease, gj.RunnerID, now.Add(s.o.LeaseTimeout)
+			if !ok {
+				// Running without a lease: it cannot be renewed, so it runs
+				// again (as the next attempt) at the next tick.
+				j.lease, j.deadline = contracts.NewID(now), now
+			}
 			j.cancel = b.cancel
-			s.leases[lease] = j
+			s.leases[j.lease] = j
 		case contracts.JobStatusQueued:
 			j.queuedAt = now
 			s.queue = append(s.queue, j)

@@ -224,7 +224,7 @@ func TestRestart(t *testing.T) {
 	if _, err := r.renew(a); err != nil {
 		t.Fatalf("renewing a lease from before the restart: %v", err)
 	}
-	r = e.runner("r1", nil) // the new scheduler does not know the runner until hello
+	r.hello() // the new scheduler does not know the runner until hello
 	other := r.take()
 	if other.Job.Job.Job == a.Job.Job.Job {
 		t.Fatalf("the running job was handed out again: %+v", other)
@@ -232,6 +232,46 @@ func TestRestart(t *testing.T) {
 	r.finish(a, contracts.JobStatusSuccess, 0)
 	r.finish(other, contracts.JobStatusSuccess, 0)
 	e.waitBuild("app", n, "success", buildIs(contracts.BuildStatusSuccess))
+}
+
+// TestLostAssignment sends an assignment again, with its lease and
+// attempt, to the runner it was recorded for when that runner does not hold
+// it: its answer was lost, before and after a scheduler restart.
+func TestLostAssignment(t *testing.T) {
+	e := newEnv(t, buildscript.Options{LeaseTimeout: 5 * time.Second})
+	e.commit(map[string]string{".zeroci/pipeline.yaml": "jobs:\n  one:\n    script: [x]\n  two:\n    depends_on: [one]\n    script: [y]\n"})
+	e.addRepo("app")
+	n := e.trigger("app")
+	r := e.runner("r1", nil)
+	a := r.take()
+	r.none(50 * time.Millisecond) // holding it: nothing more to do
+	r.drop(a)                     // the answer never reached the runner
+	again := r.take()
+	if again.LeaseID != a.LeaseID || again.Attempt != 1 || again.Job.Job != a.Job.Job {
+		t.Fatalf("sent again: %+v, want lease %s attempt 1 of %s", again, a.LeaseID, a.Job.Job)
+	}
+	if other := e.runner("r2", nil); len(other.request(4, 50*time.Millisecond).Assignments) != 0 {
+		t.Fatal("another runner was given the lost assignment")
+	}
+
+	r.drop(a)
+	e.stopSc()
+	e.startScheduler()
+	r.hello()
+	again = r.take()
+	if again.LeaseID != a.LeaseID || again.Attempt != 1 {
+		t.Fatalf("after a restart: %+v, want lease %s attempt 1", again, a.LeaseID)
+	}
+	r.finish(again, contracts.JobStatusSuccess, 0)
+	next := r.take()
+	if next.Job.Job.Job != "two" || next.Attempt != 1 {
+		t.Fatalf("after one: %+v", next)
+	}
+	r.finish(next, contracts.JobStatusSuccess, 0)
+	b := e.waitBuild("app", n, "success", buildIs(contracts.BuildStatusSuccess))
+	if j := jobOf(b, "one"); j.Attempt != 1 || j.RunnerID != "r1" {
+		t.Fatalf("one: %+v, want attempt 1 on r1", j)
+	}
 }
 
 // TestInputSkip skips a job whose inputs did not change since a

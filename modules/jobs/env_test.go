@@ -92,6 +92,12 @@ func (e *env) serveDispatch() {
 // (or earlier, with the returned func).
 func (e *env) startRunner(o jobs.Options) (*jobs.Runner, func()) {
 	e.t.Helper()
+	return e.startRunnerIn(o, e.t.TempDir())
+}
+
+// startRunnerIn starts a runner with data dir dir.
+func (e *env) startRunnerIn(o jobs.Options, dir string) (*jobs.Runner, func()) {
+	e.t.Helper()
 	if o.RunnerID == "" {
 		o.RunnerID = runnerID
 	}
@@ -101,7 +107,7 @@ func (e *env) startRunner(o jobs.Options) (*jobs.Runner, func()) {
 	node := e.net.Node()
 	e.t.Cleanup(func() { node.Close() })
 	r := jobs.New(o)
-	stop := moduletest.Start(e.t, r, moduletest.Host{TR: node, Log: moduletest.Logger(e.t), Dir: e.t.TempDir()})
+	stop := moduletest.Start(e.t, r, moduletest.Host{TR: node, Log: moduletest.Logger(e.t), Dir: dir})
 	return r, stop
 }
 
@@ -231,6 +237,7 @@ type dispatcher struct {
 	cancel   map[contracts.ID]string // cancel on the next renewal, with this reason
 	lost     map[contracts.ID]bool   // renewals and results get conflict
 	hellos   []contracts.RunnerHello
+	held     [][]contracts.ID // the held list of every request_work
 	changed  chan struct{} // closed and replaced on every change
 }
 
@@ -302,6 +309,10 @@ func (d *dispatcher) mux(t testing.TB) *rpc.Mux {
 func (d *dispatcher) requestWork(ctx context.Context, req contracts.RequestWork) (contracts.Message, error) {
 	timer := time.NewTimer(time.Duration(req.WaitMs) * time.Millisecond)
 	defer timer.Stop()
+	d.mu.Lock()
+	d.held = append(d.held, req.Held)
+	d.changedLocked()
+	d.mu.Unlock()
 	for {
 		d.mu.Lock()
 		if n := min(req.Free, len(d.queue)); n > 0 {

@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/recent"
 	"github.com/zeroci/zeroci/modules"
 	"github.com/zeroci/zeroci/modules/jobs/executor"
 	"github.com/zeroci/zeroci/transport"
@@ -148,6 +149,7 @@ type Runner struct {
 	mu      sync.Mutex
 	state   int // stateNew, stateStarted, stateStopped
 	running map[contracts.ID]*job
+	started *recent.Set[contracts.ID] // leases this runner (or an earlier process of it) started
 	welcome contracts.Welcome
 	freed   chan struct{} // a job ended; holds at most one signal
 }
@@ -162,7 +164,8 @@ var _ modules.Module = (*Runner)(nil)
 
 // New returns the runner module; it has no side effects.
 func New(o Options) *Runner {
-	return &Runner{opts: o.withDefaults(), running: make(map[contracts.ID]*job), freed: make(chan struct{}, 1)}
+	return &Runner{opts: o.withDefaults(), running: make(map[contracts.ID]*job), freed: make(chan struct{}, 1),
+		started: recent.New[contracts.ID](startedMemory)}
 }
 
 // Name returns modules.Jobs.
@@ -238,8 +241,14 @@ func (r *Runner) Start(ctx context.Context, host modules.Host) (err error) {
 	return nil
 }
 
+// startedMemory is how many started leases a runner remembers, to hand
+// back rather than run again an assignment the scheduler sends twice (it
+// only does so while the lease is live: a few jobs per slot).
+const startedMemory = 4096
+
 // cleanStale removes workspaces and temporary files a previous run left
-// behind (it was killed): their leases are gone.
+// behind (it was killed). A workspace is named by its lease: that lease
+// was started, and is handed back if the scheduler sends it again.
 func (r *Runner) cleanStale() {
 	for _, d := range []string{r.workDir, r.tmpDir} {
 		entries, err := os.ReadDir(d)
@@ -247,6 +256,11 @@ func (r *Runner) cleanStale() {
 			continue
 		}
 		for _, e := range entries {
+			if id, err := contracts.ParseID(e.Name()); err == nil && d == r.workDir {
+				r.mu.Lock()
+				r.started.Add(id)
+				r.mu.Unlock()
+			}
 			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
 				r.log.Warn().Err(err).Msg("removing a stale workspace")
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -449,6 +450,50 @@ func TestRehelloAfterNotFound(t *testing.T) {
 	defer e.disp.mu.Unlock()
 	if len(e.disp.hellos) < 2 {
 		t.Fatalf("%d hellos, want a second after not_found", len(e.disp.hellos))
+	}
+}
+
+// TestHeldAndRepeatedAssignments: every request lists the leases the
+// runner holds; an assignment sent again after the runner started it (in
+// this process, or an earlier one that left its workspace behind) is
+// handed back, not run twice as one attempt.
+func TestHeldAndRepeatedAssignments(t *testing.T) {
+	e := newEnv(t)
+	e.serveDispatch()
+	dir := t.TempDir()
+	stale := contracts.NewID(time.Now())
+	if err := os.MkdirAll(filepath.Join(dir, "jobs", "work", stale.String()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.startRunnerIn(jobs.Options{}, dir)
+
+	a := e.assign("slow", []string{"sleep 1"}, nil)
+	e.disp.wait(t, 30*time.Second, "a request listing the running lease", func() bool {
+		return slices.ContainsFunc(e.disp.held, func(h []contracts.ID) bool { return slices.Contains(h, a.LeaseID) })
+	})
+	wantStatus(t, e.disp.result(t, a), contracts.JobStatusSuccess, "")
+	e.disp.mu.Lock()
+	n := len(e.disp.held)
+	e.disp.mu.Unlock()
+	e.disp.wait(t, 30*time.Second, "a request without the finished lease", func() bool {
+		return slices.ContainsFunc(e.disp.held[n:], func(h []contracts.ID) bool { return !slices.Contains(h, a.LeaseID) })
+	})
+	e.disp.mu.Lock()
+	delete(e.disp.results, a.LeaseID)
+	e.disp.mu.Unlock()
+	e.disp.add(t, a) // the scheduler sends it again
+	res := e.disp.result(t, a)
+	if !res.Requeue || res.Status != contracts.JobStatusError || !strings.Contains(res.Reason, "already started") {
+		t.Fatalf("repeated assignment: %+v, want a hand-back", res)
+	}
+
+	b := e.assign("stale", []string{"touch $OUT/stale-ran"}, func(b *contracts.Assignment) { b.LeaseID = stale })
+	res = e.disp.result(t, b)
+	if !res.Requeue || !strings.Contains(res.Reason, "already started") {
+		t.Fatalf("lease of a workspace left by an earlier process: %+v, want a hand-back", res)
+	}
+	if _, err := os.Stat(filepath.Join(e.out, "stale-ran")); err == nil {
+		t.Fatal("the handed-back job ran")
 	}
 }
 

@@ -5,6 +5,8 @@ package jobs
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/zeroci/zeroci/contracts"
@@ -116,7 +118,10 @@ func (r *Runner) hello(ctx context.Context) error {
 func (r *Runner) requestWork(ctx context.Context, free int) (contracts.Work, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.opts.WaitMs)*time.Millisecond+pollSlack)
 	defer cancel()
-	return rpc.Call[contracts.Work](ctx, r.tr, contracts.RequestWork{RunnerID: r.id, Free: free, WaitMs: r.opts.WaitMs})
+	r.mu.Lock()
+	held := slices.Collect(maps.Keys(r.running))
+	r.mu.Unlock()
+	return rpc.Call[contracts.Work](ctx, r.tr, contracts.RequestWork{RunnerID: r.id, Free: free, WaitMs: r.opts.WaitMs, Held: held})
 }
 
 // waitFree waits until a slot is free and returns how many are, or 0 when
@@ -143,13 +148,18 @@ func (r *Runner) accept(a contracts.Assignment) {
 	r.mu.Lock()
 	var why string
 	switch {
+	case r.running[a.LeaseID] != nil:
+		r.mu.Unlock()
+		return // already running: a repeated assignment
 	case r.state != stateStarted:
 		why = "runner " + r.id + " stopped before the job finished; handed back"
 	case len(r.running) >= r.opts.Capacity:
 		why = "runner " + r.id + " is full; handed back"
-	case r.running[a.LeaseID] != nil:
-		r.mu.Unlock()
-		return // already running: a repeated assignment
+	case r.started.Has(a.LeaseID):
+		// Sent again after this runner started it (and lost it, or was
+		// killed while running it): running it twice as one attempt would
+		// hide the first run, so the next attempt runs instead.
+		why = "runner " + r.id + " already started this attempt; handed back"
 	}
 	if why != "" {
 		r.mu.Unlock()
@@ -163,6 +173,7 @@ func (r *Runner) accept(a contracts.Assignment) {
 	}
 	j := r.newJob(a)
 	r.running[a.LeaseID] = j
+	r.started.Add(a.LeaseID)
 	r.jobs.Add(1)
 	r.mu.Unlock()
 	go j.run()
