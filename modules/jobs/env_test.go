@@ -238,7 +238,7 @@ type dispatcher struct {
 	lost     map[contracts.ID]bool   // renewals and results get conflict
 	hellos   []contracts.RunnerHello
 	held     [][]contracts.ID // the held list of every request_work
-	changed  chan struct{} // closed and replaced on every change
+	changed  chan struct{}    // closed and replaced on every change
 }
 
 func newDispatcher() *dispatcher {
