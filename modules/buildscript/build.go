@@ -361,11 +361,20 @@ func (s *Scheduler) finish(ctx context.Context, b *build) {
 	}
 	s.mu.Unlock()
 	_, err := s.call(ctx, contracts.UpdateBuild{Repo: b.key.repo, Number: b.key.number, Status: status})
-	if err != nil && contracts.CodeOf(err) != contracts.CodeConflict && ctx.Err() == nil {
+	switch {
+	case err == nil:
+		s.drop(b)
+	case contracts.CodeOf(err) == contracts.CodeConflict:
+		// Ended already (the data store canceled it), or the data store
+		// still has a job running that this scheduler thinks ended: take
+		// its word, and keep the build until it ends.
+		s.refresh(ctx, b)
+		if s.build(b.key) == b {
+			s.log.Warn().Err(err).Stringer("build", b.key).Msg("the data store refused the build's end; waiting for its jobs")
+		}
+	case ctx.Err() == nil:
 		s.log.Error().Err(err).Stringer("build", b.key).Msg("recording the build's end")
-		return
 	}
-	s.drop(b)
 }
 
 // cancelBuild stops b: waiting jobs were canceled by the data store;
@@ -382,10 +391,16 @@ func (s *Scheduler) cancelBuild(ctx context.Context, b *build) {
 	}
 	s.queue = slices.DeleteFunc(s.queue, func(j *job) bool { return j.b == b })
 	for _, j := range b.jobs {
-		switch j.status {
-		case contracts.JobStatusPending, contracts.JobStatusBlocked, contracts.JobStatusQueued:
+		switch {
+		case j.status == contracts.JobStatusQueued && j.starting:
+			// Taken by a runner and being recorded running: the data store
+			// may have it running already, so it is not over. record()
+			// makes it running with this cancel, which its first renewal
+			// carries to the runner.
+			j.cancel = b.cancel
+		case j.status == contracts.JobStatusPending, j.status == contracts.JobStatusBlocked, j.status == contracts.JobStatusQueued:
 			j.status = contracts.JobStatusCanceled
-		case contracts.JobStatusRunning:
+		case j.status == contracts.JobStatusRunning:
 			j.cancel = b.cancel
 			if !j.lease.IsZero() && j.runner != "" {
 				stops = append(stops, stop{j.runner, contracts.CancelJob{RunnerID: j.runner, LeaseID: j.lease, Job: j.ref(), Reason: b.cancel}})

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,6 +63,61 @@ func newEnv(t testing.TB, opts buildscript.Options) *env {
 
 func (e *env) startScheduler() {
 	e.stopSc = moduletest.Start(e.t, buildscript.New(e.opts), e.host)
+}
+
+// startGatedScheduler starts the scheduler on a transport that holds its
+// requests' answers while the returned gate says so.
+func (e *env) startGatedScheduler() *gate {
+	g := &gate{Transport: e.host.TR}
+	host := e.host
+	host.TR = g
+	e.stopSc = moduletest.Start(e.t, buildscript.New(e.opts), host)
+	e.t.Cleanup(g.open) // before the scheduler stops: it may wait on a held answer
+	return g
+}
+
+// gate is a transport whose request answers wait while hold (given the
+// request) says so, until release.
+type gate struct {
+	transport.Transport
+	mu      sync.Mutex
+	hold    func(contracts.Envelope) bool
+	held    chan struct{} // closed when an answer is held
+	release chan struct{}
+}
+
+// holdWhen makes answers to requests that match wait for g.open.
+func (g *gate) holdWhen(match func(contracts.Envelope) bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hold, g.held, g.release = match, make(chan struct{}), make(chan struct{})
+}
+
+// open lets held answers go, and holds no more. It may be called again.
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hold = nil
+	if g.release != nil {
+		close(g.release)
+		g.release = nil
+	}
+}
+
+func (g *gate) Request(ctx context.Context, service string, data []byte, opts ...transport.RequestOption) ([]byte, error) {
+	out, err := g.Transport.Request(ctx, service, data, opts...)
+	env, derr := contracts.Unmarshal(data)
+	g.mu.Lock()
+	hold, held, release := g.hold, g.held, g.release
+	if derr != nil || hold == nil || !hold(env) {
+		g.mu.Unlock()
+		return out, err
+	}
+	g.hold = nil // one answer
+	g.mu.Unlock()
+	close(held)
+	<-release
+	return out, err
 }
 
 // git runs git in the source repository.

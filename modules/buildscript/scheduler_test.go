@@ -274,6 +274,61 @@ func TestLostAssignment(t *testing.T) {
 	}
 }
 
+// TestCancelWhileRecordingRunning cancels a build while the scheduler
+// waits for the data store's answer to recording a job running (which the
+// data store applied): the job is not over, so the build waits for its
+// runner, which is told to cancel, and then ends canceled.
+func TestCancelWhileRecordingRunning(t *testing.T) {
+	e := newEnv(t, buildscript.Options{LeaseTimeout: 5 * time.Second})
+	e.stopSc()
+	g := e.startGatedScheduler()
+	e.commit(map[string]string{".zeroci/pipeline.yaml": "jobs:\n  one:\n    script: [x]\n  gate:\n    depends_on: [one]\n    manual: true\n    script: [y]\n"})
+	e.addRepo("app")
+	g.holdWhen(func(env contracts.Envelope) bool {
+		var u contracts.UpdateJob
+		return env.Type == contracts.TypeUpdateJob && env.Decode(&u) == nil && u.Status == contracts.JobStatusRunning
+	})
+	n := e.trigger("app")
+	r := e.runner("r1", nil)
+	type answer struct {
+		w   contracts.Work
+		err error
+	}
+	taken := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		w, err := rpcWork(ctx, e, contracts.RequestWork{RunnerID: "r1", Free: 1, WaitMs: 20_000})
+		taken <- answer{w, err}
+	}()
+	<-g.held
+	if b := call[contracts.Build](e, contracts.CancelBuild{Repo: "app", Number: n, User: "admin"}); b.Status.Terminal() {
+		t.Fatalf("canceled with a job running: %s", describe(b))
+	}
+	// The scheduler hears of the cancel while its record waits; it must
+	// not end (and forget) the build then.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		if st := call[contracts.Stats](e, contracts.GetStats{}); st.Builds == 0 {
+			t.Fatal("the scheduler ended the build while its job was being recorded running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.open()
+	got := <-taken
+	if got.err != nil || len(got.w.Assignments) != 1 {
+		t.Fatalf("request_work: %+v, %v; want the job", got.w, got.err)
+	}
+	a := got.w.Assignments[0]
+	if l, err := r.renew(a); err != nil || !l.Cancel {
+		t.Fatalf("renewal: %+v, %v; want cancel", l, err)
+	}
+	r.finish(a, contracts.JobStatusCanceled, 0)
+	b := e.waitBuild("app", n, "canceled", buildIs(contracts.BuildStatusCanceled))
+	if j := jobOf(b, "one"); j.Status != contracts.JobStatusCanceled {
+		t.Fatalf("one: %+v", j)
+	}
+}
+
 // TestInputSkip skips a job whose inputs did not change since a
 // successful run, and runs it again when one input changes.
 func TestInputSkip(t *testing.T) {
