@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -193,36 +192,17 @@ func (b *blackbox) followLog(path string, after, stopAfter int) (lines []sseLine
 // through HTTP and the CLI.
 func TestBlackBox(t *testing.T) {
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	slow := filepath.Join(dir, "slow")
-	for d, pipe := range map[string]string{
-		src: `jobs:
+	src := gittest.PipelineRepo(t, `jobs:
   count:
     script: ['for i in $(seq 1 40); do echo "line $i"; sleep 0.05; done']
   gate:
     depends_on: [count]
     manual: true
     script: [echo approved]
-`,
-		slow: "jobs:\n  wait:\n    script: [sleep 300]\n",
-	} {
-		if err := os.MkdirAll(filepath.Join(d, ".zeroci"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(d, ".zeroci", "pipeline.yaml"), pipe)
-		gittest.Git(t, d, "init", "-q", "-b", "main")
-		gittest.Git(t, d, "add", "-A")
-		gittest.Git(t, d, "commit", "-q", "-m", "pipeline")
-	}
-	writeFile(t, filepath.Join(dir, "server.yaml"), "data_dir: data\nhttp: {addr: \"127.0.0.1:0\"}\nbuildscript: {allow_local: true}\n")
-	srv := start(t, "server", dir, cleanEnv(), "server", "--config", "server.yaml")
-	base := srv.httpBase()
-	waitStatus(t, base+"/readyz", 200, 60*time.Second)
-	tok, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &blackbox{t: t, dir: dir, base: base, token: strings.TrimSpace(string(tok))}
+`)
+	slow := gittest.PipelineRepo(t, "jobs:\n  wait:\n    script: [sleep 300]\n")
+	srv, base, token := singleServer(t, dir)
+	b := &blackbox{t: t, dir: dir, base: base, token: token}
 
 	// Repos: one by the API with a webhook secret, one by the CLI.
 	b.api("POST", "/api/v1/repos", map[string]any{"name": "app", "url": src, "webhook_secret": "hook-secret"}, 201)

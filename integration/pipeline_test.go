@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -69,25 +67,16 @@ jobs:
 func TestPipeline(t *testing.T) {
 	dir := t.TempDir()
 	markers := filepath.Join(dir, "markers")
-	src := filepath.Join(dir, "src")
-	for _, d := range []string{markers, filepath.Join(src, ".zeroci"), filepath.Join(src, "src")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeFile(t, filepath.Join(src, ".zeroci", "pipeline.yaml"), fmt.Sprintf(pipelineFile, markers))
-	writeFile(t, filepath.Join(src, "src", "main.txt"), "the app\n")
-	gittest.Git(t, src, "init", "-q", "-b", "main")
-	gittest.Git(t, src, "add", "-A")
-	gittest.Git(t, src, "commit", "-q", "-m", "pipeline")
-
-	// One key file for every process; endpoints on loopback.
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if err := os.MkdirAll(markers, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	src := gittest.Repo(t, map[string]string{
+		".zeroci/pipeline.yaml": fmt.Sprintf(pipelineFile, markers),
+		"src/main.txt":          "the app\n",
+	})
+
+	// One key file for every process; endpoints on loopback.
+	key, keyFile := clusterKey(t, dir)
 	eps := map[string]string{}
 	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
 		eps[m] = "tcp://" + freeAddr(t)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -22,22 +21,10 @@ import (
 // a job's log follows over SSE from the replica that did not trigger it.
 func TestAPIReplicas(t *testing.T) {
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(filepath.Join(src, ".zeroci"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(src, ".zeroci", "pipeline.yaml"), "jobs:\n  hello:\n    script: ['for i in 1 2 3; do echo \"hello $i\"; done']\n")
-	gittest.Git(t, src, "init", "-q", "-b", "main")
-	gittest.Git(t, src, "add", "-A")
-	gittest.Git(t, src, "commit", "-q", "-m", "pipeline")
+	src := gittest.PipelineRepo(t, "jobs:\n  hello:\n    script: ['for i in 1 2 3; do echo \"hello $i\"; done']\n")
 	head := gittest.Git(t, src, "rev-parse", "HEAD")
 
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, keyFile := clusterKey(t, dir)
 	var eps strings.Builder
 	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
 		fmt.Fprintf(&eps, "    %s: tcp://%s\n", m, freeAddr(t))

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,14 +24,11 @@ import (
 func TestSchedulerSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	markers := filepath.Join(dir, "markers")
-	src := filepath.Join(dir, "src")
-	for _, d := range []string{markers, filepath.Join(src, ".zeroci")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.MkdirAll(markers, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	// Each run of a job leaves a file named after the build, job and attempt.
-	writeFile(t, filepath.Join(src, ".zeroci", "pipeline.yaml"), fmt.Sprintf(`env: {MARKERS: %s}
+	src := gittest.PipelineRepo(t, fmt.Sprintf(`env: {MARKERS: %s}
 jobs:
   first:
     script: ['touch "$MARKERS/$ZEROCI_BUILD_NUMBER-$ZEROCI_JOB-$$"', 'while [ ! -e "$MARKERS/go" ]; do sleep 0.05; done']
@@ -41,16 +36,8 @@ jobs:
     depends_on: [first]
     script: ['touch "$MARKERS/$ZEROCI_BUILD_NUMBER-$ZEROCI_JOB-$$"']
 `, markers))
-	gittest.Git(t, src, "init", "-q", "-b", "main")
-	gittest.Git(t, src, "add", "-A")
-	gittest.Git(t, src, "commit", "-q", "-m", "pipeline")
 
-	key := make([]byte, 32)
-	rand.Read(key)
-	keyFile := filepath.Join(dir, "cluster.key")
-	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key, keyFile := clusterKey(t, dir)
 	eps := map[string]string{}
 	var epText strings.Builder
 	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {

@@ -194,23 +194,8 @@ func TestUIChromium(t *testing.T) {
 	}()
 
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(filepath.Join(src, ".zeroci"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(src, ".zeroci", "pipeline.yaml"), uiPipeline)
-	gittest.Git(t, src, "init", "-q", "-b", "main")
-	gittest.Git(t, src, "add", "-A")
-	gittest.Git(t, src, "commit", "-q", "-m", "pipeline")
-	writeFile(t, filepath.Join(dir, "server.yaml"), "data_dir: data\nhttp: {addr: \"127.0.0.1:0\"}\nbuildscript: {allow_local: true}\n")
-	srv := start(t, "server", dir, cleanEnv(), "server", "--config", "server.yaml")
-	base := srv.httpBase()
-	waitStatus(t, base+"/readyz", 200, 60*time.Second)
-	raw, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(raw))
+	src := gittest.PipelineRepo(t, uiPipeline)
+	_, base, token := singleServer(t, dir)
 	uiAPI(t, base, token, "POST", "/api/v1/repos", map[string]any{"name": "webapp", "url": src}, 201, nil)
 
 	// Log in: a wrong token is refused on the page, the admin token works.
