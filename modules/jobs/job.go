@@ -278,6 +278,7 @@ func (j *job) secrets() (map[string]string, []contracts.Secret, error) {
 	env["ZEROCI_COMMIT"] = j.spec.Commit
 	env["ZEROCI_REF"] = j.spec.Ref
 	env["ZEROCI_JOB"] = ref.Job
+	env[leaseEnv] = j.a.LeaseID.String()
 	if len(j.spec.SecretEnv) == 0 {
 		return env, nil, nil
 	}

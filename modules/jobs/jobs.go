@@ -246,21 +246,33 @@ func (r *Runner) Start(ctx context.Context, host modules.Host) (err error) {
 // only does so while the lease is live: a few jobs per slot).
 const startedMemory = 4096
 
-// cleanStale removes workspaces and temporary files a previous run left
-// behind (it was killed). A workspace is named by its lease: that lease
-// was started, and is handed back if the scheduler sends it again.
+// cleanStale cleans up after a previous process of this runner that was
+// killed. Its workspaces are named by lease: those leases were started
+// (one the scheduler sends again is handed back), and what their jobs left
+// running is killed. Then the workspaces and temporary files go.
 func (r *Runner) cleanStale() {
+	var stale []contracts.ID
+	if entries, err := os.ReadDir(r.workDir); err == nil {
+		for _, e := range entries {
+			if id, err := contracts.ParseID(e.Name()); err == nil {
+				stale = append(stale, id)
+			}
+		}
+	}
+	r.mu.Lock()
+	for _, id := range stale {
+		r.started.Add(id)
+	}
+	r.mu.Unlock()
+	if n := reapLeftovers(stale); n > 0 {
+		r.log.Warn().Int("processes", n).Msg("killed processes that jobs of a killed runner process left running")
+	}
 	for _, d := range []string{r.workDir, r.tmpDir} {
 		entries, err := os.ReadDir(d)
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
-			if id, err := contracts.ParseID(e.Name()); err == nil && d == r.workDir {
-				r.mu.Lock()
-				r.started.Add(id)
-				r.mu.Unlock()
-			}
 			if err := os.RemoveAll(filepath.Join(d, e.Name())); err != nil {
 				r.log.Warn().Err(err).Msg("removing a stale workspace")
 			}

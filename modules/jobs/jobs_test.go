@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -494,6 +495,62 @@ func TestHeldAndRepeatedAssignments(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.out, "stale-ran")); err == nil {
 		t.Fatal("the handed-back job ran")
+	}
+}
+
+// TestRestartKillsLeftovers: a runner that starts where an earlier process
+// of it was killed kills what that process's jobs left running (found by
+// the lease in their environment, with their process group), and nothing
+// else.
+func TestRestartKillsLeftovers(t *testing.T) {
+	e := newEnv(t)
+	e.serveDispatch()
+	dir := t.TempDir()
+	lease := contracts.NewID(time.Now())
+	if err := os.MkdirAll(filepath.Join(dir, "jobs", "work", lease.String()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spawn := func(lease contracts.ID, script string, args ...string) (*exec.Cmd, chan struct{}) {
+		cmd := exec.Command("/bin/sh", append([]string{"-c", script, "sh"}, args...)...)
+		cmd.Env = append(os.Environ(), "ZEROCI_LEASE="+lease.String())
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done })
+		return cmd, done
+	}
+	// What a job of the killed process left: its shell, and a child that
+	// dropped the variable, in the job's process group.
+	pidFile := filepath.Join(e.out, "child.pid")
+	_, leftover := spawn(lease, `env -u ZEROCI_LEASE sleep 300 & echo $! > "$1.tmp" && mv "$1.tmp" "$1"; exec sleep 300`, pidFile)
+	child, err := strconv.Atoi(strings.TrimSpace(e.waitFile("child.pid")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A job of another lease (another runner on the host) is not touched.
+	other, _ := spawn(contracts.NewID(time.Now()), "exec sleep 300")
+
+	e.startRunnerIn(jobs.Options{}, dir)
+	eventually(t, 30*time.Second, "the leftover job killed", func() bool {
+		select {
+		case <-leftover:
+			return gone(child)
+		default:
+			return false
+		}
+	})
+	if gone(other.Process.Pid) {
+		t.Fatal("the process of another lease was killed")
+	}
+
+	// Jobs carry their lease, which is how they are found.
+	a := e.assign("lease", []string{`echo "$ZEROCI_LEASE" > "$OUT/lease"`}, nil)
+	wantStatus(t, e.disp.result(t, a), contracts.JobStatusSuccess, "")
+	if got := strings.TrimSpace(e.waitFile("lease")); got != a.LeaseID.String() {
+		t.Fatalf("ZEROCI_LEASE %q, want %s", got, a.LeaseID)
 	}
 }
 
