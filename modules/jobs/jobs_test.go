@@ -391,11 +391,13 @@ func TestUnsafeSourceRefused(t *testing.T) {
 }
 
 func TestContainerRunnerWithoutEngine(t *testing.T) {
-	if _, err := executor.DetectEngine(context.Background()); err == nil {
-		t.Skip("a container engine works here; this test is for a runner without one")
-	}
 	e := newEnv(t)
 	e.serveDispatch()
+	// No engine on the PATH (the scripts below need only sh's builtins).
+	t.Setenv("PATH", t.TempDir())
+	if _, err := executor.DetectEngine(context.Background()); err == nil {
+		t.Fatal("an engine was found on an empty PATH")
+	}
 	e.startRunner(jobs.Options{Executor: jobs.ExecutorContainer})
 	a := e.assign("img", []string{`echo > "$OUT/ran"`}, func(a *contracts.Assignment) { a.Job.Image = "alpine:3" })
 	res := e.disp.result(t, a)
@@ -412,6 +414,50 @@ func TestContainerRunnerWithoutEngine(t *testing.T) {
 	if h := e.disp.hellos[0]; h.Executor != contracts.ExecutorContainer {
 		t.Fatalf("hello %+v", h)
 	}
+}
+
+// TestContainerRunnerRunsImageJob runs image jobs through a container
+// runner and a real engine: the checkout is the container's workspace,
+// the job's environment reaches it, what it writes becomes an artifact the
+// next job (also in a container) restores, and a cancel stops it.
+func TestContainerRunnerRunsImageJob(t *testing.T) {
+	image := os.Getenv("ZEROCI_TEST_IMAGE")
+	if _, err := executor.DetectEngine(context.Background()); err != nil {
+		if image != "" {
+			t.Fatalf("ZEROCI_TEST_IMAGE is set (.ci/run set up an engine) but: %v", err)
+		}
+		t.Skipf("no container engine on this machine: %v", err)
+	}
+	if image == "" {
+		t.Skip("a container engine works here, but ZEROCI_TEST_IMAGE names no local image to run (this machine reaches no registry; .ci/run makes one)")
+	}
+	e := newEnv(t)
+	e.serveDispatch()
+	e.startRunner(jobs.Options{Executor: jobs.ExecutorContainer})
+	inImage := func(a *contracts.Assignment) { a.Job.Image = image }
+	a := e.assign("make", []string{`echo "job $ZEROCI_JOB in $(pwd)"`, "cat README", "mkdir -p out", "echo made > out/file"}, func(a *contracts.Assignment) {
+		inImage(a)
+		a.Job.Artifacts = []contracts.ArtifactSpec{{ID: "out", Paths: []string{"out/"}}}
+	})
+	wantStatus(t, e.disp.result(t, a), contracts.JobStatusSuccess, "")
+	if log, _ := e.logText("make"); !strings.Contains(log, "job make in /workspace\nhello\n") {
+		t.Fatalf("log:\n%s", log)
+	}
+	b := e.assign("use", []string{"cat out/file"}, func(a *contracts.Assignment) {
+		inImage(a)
+		a.Job.RestoreArtifacts = []string{"out"}
+	})
+	wantStatus(t, e.disp.result(t, b), contracts.JobStatusSuccess, "")
+	if log, _ := e.logText("use"); !strings.Contains(log, "made\n") {
+		t.Fatalf("log:\n%s", log)
+	}
+	c := e.assign("long", []string{"echo started", "sleep 300"}, inImage)
+	eventually(t, 30*time.Second, "the long job's output", func() bool {
+		log, _ := e.logText("long")
+		return strings.Contains(log, "started")
+	})
+	e.disp.setCancel(c, "stop it")
+	wantStatus(t, e.disp.result(t, c), contracts.JobStatusCanceled, "stop it")
 }
 
 func TestShellRunnerRunsImageJobOnHost(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -64,6 +65,9 @@ func engine(t *testing.T) *Container {
 		if _, nerr := NewContainer(ctx, ""); !errors.Is(nerr, ErrNoEngine) {
 			t.Fatalf("NewContainer(\"\") = %v, want ErrNoEngine", nerr)
 		}
+		if os.Getenv("ZEROCI_TEST_IMAGE") != "" {
+			t.Fatalf("ZEROCI_TEST_IMAGE is set (.ci/run set up an engine) but: %v", err)
+		}
 		t.Skipf("no container engine on this machine: %v", err)
 	}
 	c, err := NewContainer(ctx, name, WithGrace(time.Second))
@@ -104,9 +108,10 @@ func TestContainerRun(t *testing.T) {
 
 func TestContainerTimeout(t *testing.T) {
 	c := engine(t)
+	dir := t.TempDir()
 	start := time.Now()
 	res, rec := run(t, c, context.Background(), Spec{
-		Image: testImage(), Timeout: 2 * time.Second,
+		Dir: dir, Image: testImage(), Timeout: 2 * time.Second,
 		Script: []string{"trap '' TERM", "echo started", "sleep 300"},
 	})
 	if !res.TimedOut || res.Succeeded() {
@@ -114,6 +119,42 @@ func TestContainerTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("Run took %v", took)
+	}
+	noContainerLeft(t, c, dir)
+}
+
+func TestContainerCancel(t *testing.T) {
+	c := engine(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the script runs (it wrote its marker).
+		for ctx.Err() == nil {
+			if _, err := os.Stat(dir + "/started"); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	res, rec := run(t, c, ctx, Spec{Dir: dir, Image: testImage(), Script: []string{"touch started", "sleep 300"}})
+	cancel()
+	if !res.Canceled || res.Succeeded() {
+		t.Fatalf("result %+v (lines %q)", res, rec.lines)
+	}
+	noContainerLeft(t, c, dir)
+}
+
+// noContainerLeft fails when the engine still has a container (running or
+// not) that mounts dir.
+func noContainerLeft(t *testing.T, c *Container, dir string) {
+	t.Helper()
+	out, err := exec.Command(c.path, "ps", "-a", "-q", "--filter", "volume="+dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s ps: %v: %s", c.engine, err, out)
+	}
+	if ids := strings.TrimSpace(string(out)); ids != "" {
+		t.Fatalf("containers left with the workspace mounted: %s", ids)
 	}
 }
 
