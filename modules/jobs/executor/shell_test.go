@@ -95,6 +95,9 @@ func TestShellExitCodes(t *testing.T) {
 		{"sh -e stops at the first failure", []string{"echo one", "false", "echo two"}, "1", []string{"one"}},
 		{"multi-line entry", []string{"for i in 1 2; do\n  echo $i\ndone"}, "0", []string{"1", "2"}},
 		{"final line without newline", []string{"printf last"}, "0", []string{"last"}},
+		{"a script that starts with a dash", []string{"-x 2>/dev/null || echo ran", "echo after"}, "0", []string{"ran", "after"}},
+		// Longer than maxInlineScript: through a file, same behaviour.
+		{"long script", append(slices.Repeat([]string{": " + strings.Repeat("x", 1000)}, 40), "echo long", "exit 5"), "5", []string{"long"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, rec := run(t, NewShell(), context.Background(), Spec{Script: tc.script})
