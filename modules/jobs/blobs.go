@@ -25,10 +25,11 @@ import (
 // concern, and keys stay short).
 const checksumLen = 16
 
-// fetchExtract downloads the blob under key to a temporary file (so its
-// digest is checked before anything is extracted), then extracts it into
-// the workspace: a plain tar, or a gzip-compressed one when gz.
-func (j *job) fetchExtract(key string, gz bool) error {
+// fetchExtract downloads the gzip-compressed tar under key (an artifact or
+// a cache) to a temporary file, so its digest is checked before anything is
+// extracted, then extracts it into the workspace. Sources come from the
+// runner's sourceCache instead.
+func (j *job) fetchExtract(key string) error {
 	f, err := os.CreateTemp(j.r.tmpDir, j.a.LeaseID.String()+"-*")
 	if err != nil {
 		return err
@@ -41,10 +42,7 @@ func (j *job) fetchExtract(key string, gz bool) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if gz {
-		return extractTarGz(f, j.dir)
-	}
-	return extractTar(f, j.dir)
+	return extractTarGz(f, j.dir)
 }
 
 // upload stores a gzip-compressed tar of paths under key and returns the
@@ -127,7 +125,7 @@ func (j *job) restoreCaches() []cacheState {
 			out = append(out, st)
 			continue
 		}
-		err = j.fetchExtract(st.key, true)
+		err = j.fetchExtract(st.key)
 		switch {
 		case err == nil:
 			st.hit = true

@@ -214,12 +214,17 @@ func (j *job) stepOutcome(err error) outcome {
 
 // prepare extracts the source and the restored artifacts.
 func (j *job) prepare() error {
-	if err := j.fetchExtract(contracts.SourceKey(j.spec.Job.Repo, j.spec.Commit), false); err != nil {
+	src, err := j.r.sources.open(j.ctx, contracts.SourceKey(j.spec.Job.Repo, j.spec.Commit))
+	if err == nil {
+		err = extractTar(src, j.dir)
+		src.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("source of commit %s: %w", j.spec.Commit, err)
 	}
 	for _, id := range j.spec.RestoreArtifacts {
 		key := contracts.ArtifactKey(j.spec.Job.Repo, j.spec.Job.Build, id)
-		if err := j.fetchExtract(key, true); err != nil {
+		if err := j.fetchExtract(key); err != nil {
 			if contracts.CodeOf(err) == contracts.CodeNotFound {
 				return fmt.Errorf("restoring artifact %s failed: build %d has no artifact %s", id, j.spec.Job.Build, id)
 			}

@@ -132,8 +132,9 @@ type Runner struct {
 	id        string
 	log       zerolog.Logger
 	tr        transport.Transport
-	workDir   string // DATA_DIR/jobs/work: one workspace per lease
-	tmpDir    string // DATA_DIR/jobs/tmp: downloads and archives in transit
+	workDir   string       // DATA_DIR/jobs/work: one workspace per lease
+	tmpDir    string       // DATA_DIR/jobs/tmp: downloads and archives in transit
+	sources   *sourceCache // DATA_DIR/jobs/sources: recent commits' source archives
 	shell     executor.Executor
 	container executor.Executor // nil: not a container runner, or no engine
 	noEngine  error             // why container is nil on a container runner
@@ -208,7 +209,9 @@ func (r *Runner) Start(ctx context.Context, host modules.Host) (err error) {
 	r.tr = host.Transport()
 	r.workDir = filepath.Join(host.DataDir(), "jobs", "work")
 	r.tmpDir = filepath.Join(host.DataDir(), "jobs", "tmp")
-	for _, d := range []string{r.workDir, r.tmpDir} {
+	srcDir := filepath.Join(host.DataDir(), "jobs", "sources")
+	r.sources = newSourceCache(srcDir, r.tmpDir, sourceCacheBytes, r.tr)
+	for _, d := range []string{r.workDir, r.tmpDir, srcDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("jobs: start: %w", err)
 		}
