@@ -135,6 +135,7 @@ type Runner struct {
 	workDir   string       // DATA_DIR/jobs/work: one workspace per lease
 	tmpDir    string       // DATA_DIR/jobs/tmp: downloads and archives in transit
 	sources   *sourceCache // DATA_DIR/jobs/sources: recent commits' source archives
+	lock      *os.File     // DATA_DIR/jobs/runner.lock, flocked while the runner runs
 	shell     executor.Executor
 	container executor.Executor // nil: not a container runner, or no engine
 	noEngine  error             // why container is nil on a container runner
@@ -198,6 +199,9 @@ func (r *Runner) Start(ctx context.Context, host modules.Host) (err error) {
 			r.mu.Lock()
 			r.state = stateStopped
 			r.mu.Unlock()
+			if r.lock != nil {
+				r.lock.Close()
+			}
 		}
 	}()
 
@@ -215,6 +219,11 @@ func (r *Runner) Start(ctx context.Context, host modules.Host) (err error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("jobs: start: %w", err)
 		}
+	}
+	// One runner process per data dir: the runner id comes from it, and
+	// cleanStale takes every workspace there for a dead process's.
+	if r.lock, err = lockFile(filepath.Join(host.DataDir(), "jobs", "runner.lock")); err != nil {
+		return fmt.Errorf("jobs: start: %w", err)
 	}
 	r.cleanStale()
 	r.shell = executor.NewShell()
@@ -307,6 +316,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	<-done
 	_ = r.sub.Close()
 	r.loops.Wait()
+	_ = r.lock.Close()
 	r.log.Info().Msg("runner stopped")
 	if ctx.Err() != nil {
 		return fmt.Errorf("jobs: stop: %w", ctx.Err())

@@ -600,6 +600,31 @@ func TestRestartKillsLeftovers(t *testing.T) {
 	}
 }
 
+// TestOneRunnerPerDataDir: a second runner process on a data dir in use
+// refuses to start (it would take the first one's workspaces for a dead
+// process's, and share its runner id); once the first stops, it starts.
+func TestOneRunnerPerDataDir(t *testing.T) {
+	e := newEnv(t)
+	e.serveDispatch()
+	dir := t.TempDir()
+	_, stop := e.startRunnerIn(jobs.Options{}, dir)
+	second := jobs.New(jobs.Options{WaitMs: 100})
+	node := e.net.Node()
+	defer node.Close()
+	err := second.Start(ctxT(t), moduletestHost(t, node, dir))
+	if err == nil || !strings.Contains(err.Error(), "held by another runner process") {
+		t.Fatalf("second runner on one data dir: %v", err)
+	}
+	stop()
+	third := jobs.New(jobs.Options{WaitMs: 100})
+	if err := third.Start(ctxT(t), moduletestHost(t, node, dir)); err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	if err := third.Stop(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	for _, o := range []jobs.Options{
 		{Capacity: -1}, {Capacity: 5000}, {Executor: "vm"}, {RunnerID: "-bad"}, {Labels: map[string]string{"a b": "c"}}, {StopTimeout: -time.Second},

@@ -4,6 +4,8 @@ package jobs
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,4 +73,22 @@ func hasEnvEntry(environ []byte, marks [][]byte) bool {
 		}
 	}
 	return false
+}
+
+// lockFile opens path and takes an exclusive flock on it, or says that
+// another process holds it. Closing the file releases the lock (as does
+// the process's death).
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is held by another runner process: each runner needs its own data dir", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }

@@ -84,7 +84,12 @@ func (c *sourceCache) open(ctx context.Context, key string) (*os.File, error) {
 		if l.err != nil {
 			return nil, l.err
 		}
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
 		c.evict(name)
+		return f, nil
 	}
 }
 
