@@ -2,6 +2,7 @@ package buildscript
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -65,8 +66,12 @@ func (s *Scheduler) requestWork(ctx context.Context, req contracts.RequestWork) 
 	if err := s.waitReady(ctx); err != nil {
 		return nil, err
 	}
+	var owner *runner // the runner as this request found it
 	for {
-		picks, wake, lost, err := s.take(req)
+		picks, wake, lost, err := s.take(req, &owner)
+		if err == errStaleRequest {
+			return contracts.Work{Assignments: []contracts.Assignment{}}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -96,14 +101,25 @@ func (s *Scheduler) requestWork(ctx context.Context, req contracts.RequestWork) 
 	}
 }
 
+// errStaleRequest: the runner said hello again since the request came (it
+// restarted, or was forgotten and came back); the request is its earlier
+// self's, which may be dead, and gets no work.
+var errStaleRequest = errors.New("a request from before the runner's latest hello")
+
 // take removes up to req.Free matching jobs from the queue and leases them,
-// or returns the runner's lost assignments, which go first.
-func (s *Scheduler) take(req contracts.RequestWork) ([]pick, chan struct{}, []contracts.Assignment, error) {
+// or returns the runner's lost assignments, which go first. *owner is the
+// runner as the request first found it (set by the first call).
+func (s *Scheduler) take(req contracts.RequestWork, owner **runner) ([]pick, chan struct{}, []contracts.Assignment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.runners[req.RunnerID]
 	if r == nil {
 		return nil, nil, nil, contracts.NewError(contracts.CodeNotFound, fmt.Sprintf("runner %q is unknown: send dispatch.hello", req.RunnerID))
+	}
+	if *owner == nil {
+		*owner = r
+	} else if *owner != r {
+		return nil, nil, nil, errStaleRequest
 	}
 	now := time.Now()
 	r.lastSeen = now

@@ -1,0 +1,125 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/gittest"
+	"github.com/zeroci/zeroci/modules/rpc"
+	"github.com/zeroci/zeroci/transport/zmq"
+)
+
+// TestRunnerRestartAfterSIGKILL kills a runner's process (SIGKILL) while
+// its job runs a forked child, and starts it again on the same data dir:
+// the new process kills what the job left running, hands the job back
+// when the scheduler sends it again (its lease is still live: the lease
+// time is long), and the job's next attempt runs at once.
+func TestRunnerRestartAfterSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	markers := filepath.Join(dir, "markers")
+	if err := os.MkdirAll(markers, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The first run forks a long child and waits; the second finishes.
+	src := gittest.PipelineRepo(t, fmt.Sprintf(`env: {MARKERS: %s}
+jobs:
+  work:
+    script:
+      - 'if [ -e "$MARKERS/ran" ]; then echo second run; exit 0; fi'
+      - 'touch "$MARKERS/ran"'
+      - 'sleep 300 & echo $! > "$MARKERS/child.tmp" && mv "$MARKERS/child.tmp" "$MARKERS/child"'
+      - wait
+`, markers))
+	const lease = 120 * time.Second
+	key, keyFile := clusterKey(t, dir)
+	eps := map[string]string{}
+	var epText strings.Builder
+	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
+		eps[m] = "tcp://" + freeAddr(t)
+		fmt.Fprintf(&epText, "    %s: %s\n", m, eps[m])
+	}
+	config := func(name string) string {
+		path := filepath.Join(dir, name+".yaml")
+		writeFile(t, path, fmt.Sprintf("data_dir: %s\ncluster:\n  secret_file: %s\n  endpoints:\n%sbuildscript: {allow_local: true, lease_timeout: %s}\n",
+			filepath.Join(dir, name), keyFile, epText.String(), lease))
+		return path
+	}
+	env := cleanEnv()
+	core := start(t, "core", dir, env, "server", "--config", config("core"),
+		"--modules", "eventhub,datastore,blob,logging,buildscript", "--http", "127.0.0.1:0")
+	core.logLine("scheduler ready", 60*time.Second)
+	runnerConfig := config("runner")
+	runner := start(t, "runner", dir, env, "server", "--config", runnerConfig, "--modules", "jobs", "--http", "127.0.0.1:0")
+
+	node, err := zmq.New(zmq.Config{Key: key, Routes: map[string]string{"*": eps["datastore"], "logging": eps["logging"]}, Bus: eps["eventhub"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := rpc.Call[contracts.Repo](ctx, node, contracts.CreateRepo{Name: "app", URL: src, DefaultBranch: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := rpc.Call[contracts.Build](ctx, node, contracts.TriggerBuild{Repo: "app", Event: contracts.TriggerManual})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, ctx, filepath.Join(markers, "child"))
+	raw, err := os.ReadFile(filepath.Join(markers, "child"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runner.signal(syscall.SIGKILL)
+	runner.wait(10 * time.Second)
+	if processGone(child) {
+		t.Fatal("the job's child died with its runner: nothing left to reap, the test proves nothing")
+	}
+	restarted := time.Now()
+	runner = start(t, "runner (restarted)", dir, env, "server", "--config", runnerConfig, "--modules", "jobs", "--http", "127.0.0.1:0")
+	waitFor(t, ctx, "the killed job's child killed", func() bool { return processGone(child) })
+	got := pollBuild(t, ctx, node, b.Number, "final", func(b contracts.Build) bool { return b.Status.Terminal() })
+	// The next attempt runs at once: not after the lease (120s), nor
+	// after a whole poll wait of the runner (10s), which is what it took
+	// when the killed process's pending request, still parked in the
+	// scheduler, was given the new attempt.
+	if took := time.Since(restarted); got.Status != contracts.BuildStatusSuccess || findJob(got, "work").Attempt != 2 || took > 8*time.Second {
+		t.Fatalf("after the restart (%v): %s %+v; want success at attempt 2 within 8s", took, got.Status, got.Jobs)
+	}
+	if log := readLog(t, ctx, node, contracts.JobRef{Repo: "app", Build: b.Number, Job: "work"}); !strings.Contains(log, "second run") {
+		t.Fatalf("log:\n%s", log)
+	}
+	for _, p := range []*proc{runner, core} {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(60 * time.Second); code != 0 {
+			t.Errorf("%s exit %d after SIGTERM", p.name, code)
+		}
+	}
+}
+
+// processGone reports whether pid runs nothing: no such process, or a
+// zombie (which PID 1 may not reap in a container).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
+}
