@@ -18,7 +18,6 @@ import (
 	"github.com/zeroci/zeroci/modules/logclient"
 	"github.com/zeroci/zeroci/modules/rpc"
 	"github.com/zeroci/zeroci/transport"
-	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 // pipelineFile is the pipeline of TestPipeline: lint and build run in
@@ -76,33 +75,15 @@ func TestPipeline(t *testing.T) {
 	})
 
 	// One key file for every process; endpoints on loopback.
-	key, keyFile := clusterKey(t, dir)
-	eps := map[string]string{}
-	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
-		eps[m] = "tcp://" + freeAddr(t)
-	}
-	config := func(name string) string {
-		var b strings.Builder
-		fmt.Fprintf(&b, "data_dir: %s\ncluster:\n  secret_file: %s\n  endpoints:\n", filepath.Join(dir, name), keyFile)
-		for m, ep := range eps {
-			fmt.Fprintf(&b, "    %s: %s\n", m, ep)
-		}
-		b.WriteString("buildscript: {allow_local: true, lease_timeout: 2s}\njobs: {capacity: 4, stop_timeout: 5s}\n")
-		path := filepath.Join(dir, name+".yaml")
-		writeFile(t, path, b.String())
-		return path
-	}
+	c := newCluster(t, dir, "buildscript: {allow_local: true, lease_timeout: 2s}\njobs: {capacity: 4, stop_timeout: 5s}\n")
+	config := c.config
 	env := cleanEnv()
 	sched := start(t, "scheduler", dir, env, "server", "--config", config("sched"),
 		"--modules", "eventhub,datastore,blob,logging,buildscript", "--http", "127.0.0.1:0")
 	sched.logLine("scheduler ready", 60*time.Second)
 	runner1 := start(t, "runner1", dir, env, "server", "--config", config("runner1"), "--modules", "jobs", "--http", "127.0.0.1:0")
 
-	node, err := zmq.New(zmq.Config{Key: key, Routes: map[string]string{"*": eps["datastore"], "logging": eps["logging"], "eventhub": eps["eventhub"]}, Bus: eps["eventhub"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	do := func(req contracts.Message) contracts.Build {

@@ -24,17 +24,7 @@ func TestAPIReplicas(t *testing.T) {
 	src := gittest.PipelineRepo(t, "jobs:\n  hello:\n    script: ['for i in 1 2 3; do echo \"hello $i\"; done']\n")
 	head := gittest.Git(t, src, "rev-parse", "HEAD")
 
-	_, keyFile := clusterKey(t, dir)
-	var eps strings.Builder
-	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
-		fmt.Fprintf(&eps, "    %s: tcp://%s\n", m, freeAddr(t))
-	}
-	config := func(name string) string {
-		path := filepath.Join(dir, name+".yaml")
-		writeFile(t, path, fmt.Sprintf("data_dir: %s\ncluster:\n  secret_file: %s\n  endpoints:\n%sbuildscript: {allow_local: true}\n",
-			filepath.Join(dir, name), keyFile, eps.String()))
-		return path
-	}
+	config := newCluster(t, dir, "buildscript: {allow_local: true}\n").config
 	env := cleanEnv()
 	core := start(t, "core", dir, env, "server", "--config", config("core"),
 		"--modules", "eventhub,datastore,blob,logging,buildscript", "--http", "127.0.0.1:0")

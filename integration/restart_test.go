@@ -13,7 +13,6 @@ import (
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/internal/gittest"
 	"github.com/zeroci/zeroci/modules/rpc"
-	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 // TestSchedulerSIGKILL kills the scheduler's process (SIGKILL) while jobs
@@ -37,19 +36,8 @@ jobs:
     script: ['touch "$MARKERS/$ZEROCI_BUILD_NUMBER-$ZEROCI_JOB-$$"']
 `, markers))
 
-	key, keyFile := clusterKey(t, dir)
-	eps := map[string]string{}
-	var epText strings.Builder
-	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
-		eps[m] = "tcp://" + freeAddr(t)
-		fmt.Fprintf(&epText, "    %s: %s\n", m, eps[m])
-	}
-	config := func(name string) string {
-		path := filepath.Join(dir, name+".yaml")
-		writeFile(t, path, fmt.Sprintf("data_dir: %s\ncluster:\n  secret_file: %s\n  endpoints:\n%sbuildscript: {allow_local: true, lease_timeout: 15s}\njobs: {capacity: 2}\n",
-			filepath.Join(dir, name), keyFile, epText.String()))
-		return path
-	}
+	c := newCluster(t, dir, "buildscript: {allow_local: true, lease_timeout: 15s}\njobs: {capacity: 2}\n")
+	config := c.config
 	env := cleanEnv()
 	core := start(t, "core", dir, env, "server", "--config", config("core"),
 		"--modules", "eventhub,datastore,blob,logging", "--http", "127.0.0.1:0")
@@ -62,11 +50,7 @@ jobs:
 	sched := startSched("scheduler")
 	runner := start(t, "runner", dir, env, "server", "--config", config("runner"), "--modules", "jobs", "--http", "127.0.0.1:0")
 
-	node, err := zmq.New(zmq.Config{Key: key, Routes: map[string]string{"*": eps["datastore"]}, Bus: eps["eventhub"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := rpc.Call[contracts.Repo](ctx, node, contracts.CreateRepo{Name: "app", URL: src, DefaultBranch: "main"}); err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/internal/gittest"
 	"github.com/zeroci/zeroci/modules/rpc"
-	"github.com/zeroci/zeroci/transport/zmq"
 )
 
 // TestRunnerRestartAfterSIGKILL kills a runner's process (SIGKILL) while
@@ -39,31 +38,15 @@ jobs:
       - wait
 `, markers))
 	const lease = 120 * time.Second
-	key, keyFile := clusterKey(t, dir)
-	eps := map[string]string{}
-	var epText strings.Builder
-	for _, m := range []string{"eventhub", "datastore", "blob", "logging", "buildscript"} {
-		eps[m] = "tcp://" + freeAddr(t)
-		fmt.Fprintf(&epText, "    %s: %s\n", m, eps[m])
-	}
-	config := func(name string) string {
-		path := filepath.Join(dir, name+".yaml")
-		writeFile(t, path, fmt.Sprintf("data_dir: %s\ncluster:\n  secret_file: %s\n  endpoints:\n%sbuildscript: {allow_local: true, lease_timeout: %s}\n",
-			filepath.Join(dir, name), keyFile, epText.String(), lease))
-		return path
-	}
+	c := newCluster(t, dir, fmt.Sprintf("buildscript: {allow_local: true, lease_timeout: %s}\n", lease))
 	env := cleanEnv()
-	core := start(t, "core", dir, env, "server", "--config", config("core"),
+	core := start(t, "core", dir, env, "server", "--config", c.config("core"),
 		"--modules", "eventhub,datastore,blob,logging,buildscript", "--http", "127.0.0.1:0")
 	core.logLine("scheduler ready", 60*time.Second)
-	runnerConfig := config("runner")
+	runnerConfig := c.config("runner")
 	runner := start(t, "runner", dir, env, "server", "--config", runnerConfig, "--modules", "jobs", "--http", "127.0.0.1:0")
 
-	node, err := zmq.New(zmq.Config{Key: key, Routes: map[string]string{"*": eps["datastore"], "logging": eps["logging"]}, Bus: eps["eventhub"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := rpc.Call[contracts.Repo](ctx, node, contracts.CreateRepo{Name: "app", URL: src, DefaultBranch: "main"}); err != nil {
