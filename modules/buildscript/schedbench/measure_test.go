@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/zeroci/zeroci/modules/jobs"
 	"github.com/zeroci/zeroci/modules/jobs/executor"
 	"github.com/zeroci/zeroci/modules/moduletest"
+	"golang.org/x/sync/errgroup"
 )
 
 // runContext returns a context that ends after runTimeout or with tb.
@@ -137,50 +136,33 @@ func runBuilds(ctx context.Context, tb testing.TB, e *engine, w *watcher, ks []b
 func shellBaseline(ctx context.Context, tb testing.TB, n, conc int) (time.Duration, error) {
 	root := tb.TempDir()
 	sh := executor.NewShell(executor.WithTempDir(tb.TempDir()))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		first error
-	)
-	fail := func(err error) {
-		errMu.Lock()
-		defer errMu.Unlock()
-		if first == nil {
-			first = err
-			cancel()
-		}
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
 	start := time.Now()
-	for range conc {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				job := threeJobs[i%int64(len(threeJobs))]
-				dir := filepath.Join(root, strconv.FormatInt(i, 10))
-				if err := os.Mkdir(dir, 0o755); err != nil {
-					fail(err)
-					return
-				}
-				lines := 0
-				res := sh.Run(ctx, executor.Spec{Script: []string{"echo " + job}, Dir: dir,
-					Env: map[string]string{"ZEROCI_JOB": job}}, func(_ contracts.Stream, text string) {
-					if text == job {
-						lines++
-					}
-				})
-				if !res.Succeeded() || lines != 1 {
-					fail(fmt.Errorf("script %d: exit %v, err %v, %d lines", i, res.ExitCode, res.Err, lines))
-					return
-				}
+	for i := range int64(n) {
+		g.Go(func() error {
+			job := threeJobs[i%int64(len(threeJobs))]
+			dir := filepath.Join(root, strconv.FormatInt(i, 10))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return err
 			}
+			lines := 0
+			res := sh.Run(gctx, executor.Spec{Script: []string{"echo " + job}, Dir: dir,
+				Env: map[string]string{"ZEROCI_JOB": job}}, func(_ contracts.Stream, text string) {
+				if text == job {
+					lines++
+				}
+			})
+			if !res.Succeeded() || lines != 1 {
+				return fmt.Errorf("script %d: exit %v, err %v, %d lines", i, res.ExitCode, res.Err, lines)
+			}
+			return nil
 		})
 	}
-	wg.Wait()
+	err := g.Wait()
 	wall := time.Since(start)
-	if first != nil {
-		return 0, first
+	if err != nil {
+		return 0, err
 	}
 	if ctx.Err() != nil {
 		return 0, errors.New("shell baseline: canceled")

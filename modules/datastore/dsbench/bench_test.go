@@ -6,11 +6,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/internal/pgtest"
@@ -107,54 +107,37 @@ func (noTimer) StopTimer()  {}
 // the repository asked; seen, if not nil, gets each one (from several
 // goroutines). It stops at the first error, which it returns.
 func triggerRun(ctx context.Context, tm timer, client transport.Transport, n, clients int, repos []string, seen func(contracts.Build)) (time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		first error
-	)
-	fail := func(err error) {
-		errMu.Lock()
-		defer errMu.Unlock()
-		if first == nil {
-			first = err
-			cancel()
-		}
-	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(clients)
 	tm.ResetTimer()
 	start := time.Now()
-	for range clients {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				repo := repos[int(i)%len(repos)]
-				b, err := rpc.Call[contracts.Build](ctx, client, contracts.TriggerBuild{
-					Repo:   repo,
-					Ref:    "main",
-					Commit: "3f9c2a1d8e7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a",
-					Params: map[string]string{"DEPLOY_ENV": "staging"},
-					Event:  contracts.TriggerPush,
-					User:   "alice",
-				})
-				if err != nil {
-					fail(fmt.Errorf("trigger %d of %d on %s: %w", i, n, repo, err))
-					return
-				}
-				if b.Repo != repo || b.Number < 1 {
-					fail(fmt.Errorf("trigger on %s answered build %d of %q", repo, b.Number, b.Repo))
-					return
-				}
-				if seen != nil {
-					seen(b)
-				}
+	for i := range n {
+		g.Go(func() error {
+			repo := repos[i%len(repos)]
+			b, err := rpc.Call[contracts.Build](ctx, client, contracts.TriggerBuild{
+				Repo:   repo,
+				Ref:    "main",
+				Commit: "3f9c2a1d8e7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a",
+				Params: map[string]string{"DEPLOY_ENV": "staging"},
+				Event:  contracts.TriggerPush,
+				User:   "alice",
+			})
+			if err != nil {
+				return fmt.Errorf("trigger %d of %d on %s: %w", i+1, n, repo, err)
 			}
+			if b.Repo != repo || b.Number < 1 {
+				return fmt.Errorf("trigger on %s answered build %d of %q", repo, b.Number, b.Repo)
+			}
+			if seen != nil {
+				seen(b)
+			}
+			return nil
 		})
 	}
-	wg.Wait()
+	err := g.Wait()
 	elapsed := time.Since(start)
 	tm.StopTimer()
-	return elapsed, first
+	return elapsed, err
 }
 
 // BenchmarkTriggerBuild: C clients trigger builds, spread over 16
