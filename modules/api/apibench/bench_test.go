@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/zeroci/zeroci/internal/latency"
 )
 
 // Sizes of the benchmarks.
@@ -102,11 +104,11 @@ func benchOpen(ctx context.Context, b *testing.B, httpRead, rpcRead readFn) {
 		}
 		hl, rl = append(hl, h...), append(rl, r...)
 	}
-	p99, rp99 := percentile(hl, 0.99), percentile(rl, 0.99)
-	b.ReportMetric(percentile(hl, 0.5), "p50-ms")
+	p99, rp99 := latency.PercentileMs(hl, 0.99), latency.PercentileMs(rl, 0.99)
+	b.ReportMetric(latency.PercentileMs(hl, 0.5), "p50-ms")
 	b.ReportMetric(p99, "p99-ms")
-	b.ReportMetric(percentile(hl, 1), "max-ms")
-	b.ReportMetric(percentile(rl, 0.5), "transport-p50-ms")
+	b.ReportMetric(latency.PercentileMs(hl, 1), "max-ms")
+	b.ReportMetric(latency.PercentileMs(rl, 0.5), "transport-p50-ms")
 	b.ReportMetric(rp99, "transport-p99-ms")
 	if rp99 > 0 {
 		b.ReportMetric(p99/rp99, "p99/transport-p99")
@@ -140,11 +142,11 @@ func BenchmarkLogFollowers(b *testing.B) {
 		hl, dl = append(hl, h...), append(dl, d...)
 	}
 	b.StopTimer()
-	p50, p99, dp99 := percentile(hl, 0.5), percentile(hl, 0.99), percentile(dl, 0.99)
+	p50, p99, dp99 := latency.PercentileMs(hl, 0.5), latency.PercentileMs(hl, 0.99), latency.PercentileMs(dl, 0.99)
 	b.ReportMetric(p50, "p50-ms")
 	b.ReportMetric(p99, "p99-ms")
-	b.ReportMetric(percentile(hl, 1), "max-ms")
-	b.ReportMetric(percentile(dl, 0.5), "direct-p50-ms")
+	b.ReportMetric(latency.PercentileMs(hl, 1), "max-ms")
+	b.ReportMetric(latency.PercentileMs(dl, 0.5), "direct-p50-ms")
 	b.ReportMetric(dp99, "direct-p99-ms")
 	if dp99 > 0 {
 		b.ReportMetric(p99/dp99, "p99/direct-p99")

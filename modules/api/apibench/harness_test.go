@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeroci/zeroci/internal/latency"
 )
 
 // TestReadsHarness fills a store with a few builds and runs every read
@@ -33,8 +35,8 @@ func TestReadsHarness(t *testing.T) {
 			t.Fatalf("%s closed loop: %v reads/s, %v", name, rate, err)
 		}
 		lat, err := openLoop(ctx, read, 50, time.Millisecond)
-		if err != nil || len(lat) != 50 || percentile(lat, 0.5) <= 0 {
-			t.Fatalf("%s open loop: %d latencies, p50 %v ms, %v", name, len(lat), percentile(lat, 0.5), err)
+		if err != nil || len(lat) != 50 || latency.PercentileMs(lat, 0.5) <= 0 {
+			t.Fatalf("%s open loop: %d latencies, p50 %v ms, %v", name, len(lat), latency.PercentileMs(lat, 0.5), err)
 		}
 	}
 	// A read that fails must fail the run: a build that does not exist.
@@ -61,7 +63,7 @@ func TestFollowersHarness(t *testing.T) {
 		if len(lat) != lines*followers {
 			t.Fatalf("http %v: %d latencies, want %d", overHTTP, len(lat), lines*followers)
 		}
-		if p := percentile(lat, 0.5); p <= 0 || p > 10_000 {
+		if p := latency.PercentileMs(lat, 0.5); p <= 0 || p > 10_000 {
 			t.Fatalf("http %v: p50 %v ms", overHTTP, p)
 		}
 	}

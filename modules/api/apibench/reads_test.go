@@ -226,15 +226,3 @@ func openLoop(ctx context.Context, read readFn, n int, interval time.Duration) (
 	}
 	return lat, nil
 }
-
-// percentile is the p-quantile of ds (nearest rank) in milliseconds.
-func percentile(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(float64(len(s))*p+0.999999) - 1
-	i = min(max(i, 0), len(s)-1)
-	return float64(s[i]) / float64(time.Millisecond)
-}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/zeroci/zeroci/internal/latency"
 )
 
 // Sizes of the benchmarks.
@@ -45,13 +47,13 @@ func BenchmarkTriggerToRunning(b *testing.B) {
 				all.running = append(all.running, l.running...)
 			}
 			b.StopTimer()
-			p50, trig50 := percentile(all.running, 0.5), percentile(all.trigger, 0.5)
+			p50, trig50 := latency.PercentileMs(all.running, 0.5), latency.PercentileMs(all.trigger, 0.5)
 			b.ReportMetric(p50, "p50-ms")
-			b.ReportMetric(percentile(all.running, 0.99), "p99-ms")
+			b.ReportMetric(latency.PercentileMs(all.running, 0.99), "p99-ms")
 			b.ReportMetric(trig50, "trigger-p50-ms")
-			b.ReportMetric(percentile(all.trigger, 0.99), "trigger-p99-ms")
+			b.ReportMetric(latency.PercentileMs(all.trigger, 0.99), "trigger-p99-ms")
 			// The scheduler's part: mirror sync, pipeline, plan, queue.
-			b.ReportMetric(percentile(all.queued, 0.5), "queued-p50-ms")
+			b.ReportMetric(latency.PercentileMs(all.queued, 0.5), "queued-p50-ms")
 			if trig50 > 0 {
 				b.ReportMetric(p50/trig50, "p50/trigger-p50")
 			}

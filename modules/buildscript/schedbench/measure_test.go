@@ -170,19 +170,6 @@ func shellBaseline(ctx context.Context, tb testing.TB, n, conc int) (time.Durati
 	return wall, nil
 }
 
-// percentile returns the p-th percentile (0 < p ≤ 1, nearest rank) of
-// ds, in milliseconds.
-func percentile(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(float64(len(s))*p+0.999999) - 1
-	i = min(max(i, 0), len(s)-1)
-	return float64(s[i]) / float64(time.Millisecond)
-}
-
 // cpuTime is the CPU time (user and system) this process and its waited-for
 // children have used so far.
 func cpuTime() time.Duration {
