@@ -15,6 +15,7 @@ import (
 
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/internal/gittest"
+	"github.com/zeroci/zeroci/internal/proctest"
 	"github.com/zeroci/zeroci/modules/logclient"
 	"github.com/zeroci/zeroci/modules/rpc"
 	"github.com/zeroci/zeroci/transport"
@@ -132,7 +133,7 @@ func TestPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidText)))
-	if pid <= 0 || syscall.Kill(pid, 0) == nil {
+	if pid <= 0 || !proctest.Gone(pid) {
 		t.Fatalf("the timed-out job's forked child %q is still alive", pidText)
 	}
 	lint := readLog(t, ctx, node, contracts.JobRef{Repo: "app", Build: n, Job: "lint"})

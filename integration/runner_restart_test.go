@@ -13,6 +13,7 @@ import (
 
 	"github.com/zeroci/zeroci/contracts"
 	"github.com/zeroci/zeroci/internal/gittest"
+	"github.com/zeroci/zeroci/internal/proctest"
 	"github.com/zeroci/zeroci/modules/rpc"
 )
 
@@ -68,12 +69,12 @@ jobs:
 
 	runner.signal(syscall.SIGKILL)
 	runner.wait(10 * time.Second)
-	if processGone(child) {
+	if proctest.Gone(child) {
 		t.Fatal("the job's child died with its runner: nothing left to reap, the test proves nothing")
 	}
 	restarted := time.Now()
 	runner = start(t, "runner (restarted)", dir, env, "server", "--config", runnerConfig, "--modules", "jobs", "--http", "127.0.0.1:0")
-	waitFor(t, ctx, "the killed job's child killed", func() bool { return processGone(child) })
+	waitFor(t, ctx, "the killed job's child killed", func() bool { return proctest.Gone(child) })
 	got := pollBuild(t, ctx, node, b.Number, "final", func(b contracts.Build) bool { return b.Status.Terminal() })
 	// The next attempt runs at once: not after the lease (120s), nor
 	// after a whole poll wait of the runner (10s), which is what it took
@@ -91,18 +92,4 @@ jobs:
 			t.Errorf("%s exit %d after SIGTERM", p.name, code)
 		}
 	}
-}
-
-// processGone reports whether pid runs nothing: no such process, or a
-// zombie (which PID 1 may not reap in a container).
-func processGone(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	return len(fields) > 0 && fields[0] == "Z"
 }

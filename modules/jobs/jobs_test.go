@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/zeroci/zeroci/contracts"
+	"github.com/zeroci/zeroci/internal/proctest"
 	"github.com/zeroci/zeroci/modules/jobs"
 	"github.com/zeroci/zeroci/modules/jobs/executor"
 	"github.com/zeroci/zeroci/modules/rpc"
@@ -84,20 +85,6 @@ func TestFailureKeepsLogOpenForRetry(t *testing.T) {
 	}
 }
 
-// gone reports whether no process has pid (a zombie counts as gone: it
-// runs nothing).
-func gone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	return len(fields) > 0 && fields[0] == "Z"
-}
-
 func TestTimeoutKillsBackgroundProcess(t *testing.T) {
 	e := newEnv(t)
 	e.serveDispatch()
@@ -112,7 +99,7 @@ func TestTimeoutKillsBackgroundProcess(t *testing.T) {
 	if res.ExitCode != nil {
 		t.Fatalf("exit code %d after a timeout", *res.ExitCode)
 	}
-	eventually(t, 10*time.Second, "the background sleep to be gone", func() bool { return gone(pid) })
+	eventually(t, 10*time.Second, "the background sleep to be gone", func() bool { return proctest.Gone(pid) })
 	if log, _ := e.logText("slow"); !strings.Contains(log, "zeroci: timeout after 1s") {
 		t.Fatalf("log:\n%s", log)
 	}
@@ -127,7 +114,7 @@ func TestCancelByLease(t *testing.T) {
 	e.disp.setCancel(a, "canceled by ann")
 	res := e.disp.result(t, a)
 	wantStatus(t, res, contracts.JobStatusCanceled, "canceled by ann")
-	eventually(t, 10*time.Second, "the sleep to be gone", func() bool { return gone(pid) })
+	eventually(t, 10*time.Second, "the sleep to be gone", func() bool { return proctest.Gone(pid) })
 }
 
 func TestCancelByPublication(t *testing.T) {
@@ -156,7 +143,7 @@ func TestCancelByPublication(t *testing.T) {
 	publish(runnerID, a, "build canceled")
 	res := e.disp.result(t, a)
 	wantStatus(t, res, contracts.JobStatusCanceled, "build canceled")
-	eventually(t, 10*time.Second, "the sleep to be gone", func() bool { return gone(pid) })
+	eventually(t, 10*time.Second, "the sleep to be gone", func() bool { return proctest.Gone(pid) })
 	e.disp.mu.Lock()
 	_, otherDone := e.disp.results[other.LeaseID]
 	e.disp.mu.Unlock()
@@ -319,7 +306,7 @@ func TestStopHandsBackRunningJob(t *testing.T) {
 	if !res.Requeue {
 		t.Fatal("not handed back with requeue")
 	}
-	if !gone(pid) {
+	if !proctest.Gone(pid) {
 		t.Fatal("the job's process survived Stop")
 	}
 	// Work queued after Stop is not taken.
@@ -354,7 +341,7 @@ func TestLostLeaseKillsJob(t *testing.T) {
 	a := e.assign("long", []string{"sleep 300 &", `echo $! > "$OUT/pid"`, "wait"}, nil)
 	pid, _ := strconv.Atoi(e.waitFile("pid"))
 	e.disp.setLost(a)
-	eventually(t, 20*time.Second, "the job's process to be killed", func() bool { return gone(pid) })
+	eventually(t, 20*time.Second, "the job's process to be killed", func() bool { return proctest.Gone(pid) })
 	// The runner frees the slot and reports nothing: the next job runs.
 	b := e.assign("next", []string{"true"}, nil)
 	wantStatus(t, e.disp.result(t, b), contracts.JobStatusSuccess, "")
@@ -583,12 +570,12 @@ func TestRestartKillsLeftovers(t *testing.T) {
 	eventually(t, 30*time.Second, "the leftover job killed", func() bool {
 		select {
 		case <-leftover:
-			return gone(child)
+			return proctest.Gone(child)
 		default:
 			return false
 		}
 	})
-	if gone(other.Process.Pid) {
+	if proctest.Gone(other.Process.Pid) {
 		t.Fatal("the process of another lease was killed")
 	}
 
