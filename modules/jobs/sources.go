@@ -56,8 +56,12 @@ func (c *sourceCache) open(ctx context.Context, key string) (*os.File, error) {
 	name := c.path(key)
 	for {
 		if f, err := os.Open(name); err == nil {
-			now := time.Now()
-			_ = os.Chtimes(name, now, now) // recently used
+			// Mark it recently used; a minute's precision is plenty, and
+			// saves the jobs of a build a metadata write each.
+			if info, err := f.Stat(); err == nil && time.Since(info.ModTime()) > time.Minute {
+				now := time.Now()
+				_ = os.Chtimes(name, now, now)
+			}
 			return f, nil
 		}
 		c.mu.Lock()

@@ -1,5 +1,8 @@
 //go:build unix
 
+// Recovery from a runner process killed without a chance to clean up:
+// the leftover processes of its jobs, and one process per data dir.
+
 package jobs
 
 import (
